@@ -1,0 +1,623 @@
+"""The three model builders: `SimpleSeq2Seq`, `Seq2Seq`, `AttentionSeq2Seq`.
+
+They keep the names, arguments, defaults and positional order of
+farizrahman4u/seq2seq, and share one mechanism, `Seq2SeqModel`: an encoder,
+an optional bridge for its final states, and a decoder.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from kseq2seq import _arguments
+from kseq2seq.layers.bridge import StateBridge
+from kseq2seq.layers.decoder import RecurrentDecoder
+from kseq2seq.layers.encoder import RecurrentEncoder
+
+
+class Seq2SeqModel(keras.Model):
+    """Base class of the builders: encoder -> bridge -> decoder.
+
+    Maps `(batch, input_length, input_dim)` to
+    `(batch, output_length, output_dim)`. Subclasses validate their
+    arguments, create the layers and call `_assemble`. The model comes
+    compiled with `loss="mse", optimizer="rmsprop"`; calling `compile`
+    replaces that.
+
+    Teacher-forced models take `[x, y]` during training, or `x` alone with
+    `fit(x, y)` (the targets are then fed to the decoder too); `predict(x)`
+    always runs free, feeding back the model's own outputs.
+    """
+
+    def _assemble(
+        self,
+        batch_input_shape,
+        output_dim,
+        output_length,
+        encoder,
+        decoder,
+        bridge=None,
+        teacher_force=False,
+    ):
+        self.encoder = encoder
+        self.bridge = bridge
+        self.decoder = decoder
+        self._batch_input_shape = batch_input_shape
+        self._output_dim = output_dim
+        self._output_length = output_length
+        self._teacher_force = teacher_force
+        self.build(batch_input_shape)
+        self.compile(loss="mse", optimizer="rmsprop")
+
+    def build(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(
+            input_shape[0], (list, tuple)
+        ):
+            input_shape = input_shape[0]
+        input_shape = tuple(input_shape)
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        sequence_shape, context_shape, _ = self.encoder.compute_output_shape(
+            input_shape
+        )
+        if not self.decoder.built:
+            self.decoder.build(context_shape, sequence_shape)
+        self.built = True
+
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            if not self._teacher_force or len(inputs) != 2:
+                expected = (
+                    "`x` or `[x, y]`" if self._teacher_force else "a single tensor `x`"
+                )
+                raise ValueError(
+                    f"{type(self).__name__} takes {expected} as input. "
+                    f"Received a {type(inputs).__name__} of {len(inputs)} tensors."
+                )
+            return inputs[0], inputs[1]
+        return inputs, None
+
+    def _check_input(self, x):
+        batch, length, dim = self._batch_input_shape
+        shape = tuple(x.shape)
+        expected = f"(batch, {length or 'input_length'}, {dim})"
+        if len(shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape {expected}. "
+                f"Received: x.shape={shape}"
+            )
+        if shape[-1] is not None and shape[-1] != dim:
+            raise ValueError(
+                f"The input's feature size does not match `input_dim`: "
+                f"expected inputs of shape {expected}, received "
+                f"x.shape={shape}."
+            )
+        if length is not None and shape[1] is not None and shape[1] != length:
+            raise ValueError(
+                f"The input's length does not match `input_length`: expected "
+                f"inputs of shape {expected}, received x.shape={shape}. Pass "
+                "input_length=None to accept any length."
+            )
+
+    def _check_target(self, name, y):
+        shape = tuple(y.shape)
+        expected = (self._output_length, self._output_dim)
+        if len(shape) != 3 or tuple(shape[1:]) != expected:
+            raise ValueError(
+                f"`{name}` must have shape (batch, output_length, output_dim) "
+                f"= (batch, {expected[0]}, {expected[1]}). Received: "
+                f"{name}.shape={shape}"
+            )
+
+    def call(self, inputs, training=None, mask=None):
+        x, ground_truth = self._split_inputs(inputs)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        self._check_input(x)
+        if ground_truth is not None:
+            self._check_target("y", ground_truth)
+        sequence, context, states = self.encoder(x, mask=mask, training=training)
+        initial_state = self.bridge(states) if self.bridge is not None else None
+        return self.decoder(
+            context,
+            initial_state=initial_state,
+            memory=sequence,
+            memory_mask=mask,
+            ground_truth=ground_truth,
+            training=training,
+        )
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(
+            input_shape[0], (list, tuple)
+        ):
+            input_shape = input_shape[0]
+        return (input_shape[0], self._output_length, self._output_dim)
+
+    def train_step(self, data):
+        if self._teacher_force:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            if not isinstance(x, (list, tuple)) and y is not None:
+                data = keras.utils.pack_x_y_sample_weight((x, y), y, sample_weight)
+        return super().train_step(data)
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if y is not None and hasattr(y, "shape"):
+            self._check_target("y", y)
+        return super().compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+
+    def reset_states(self):
+        """Zeroes the encoder states a stateful model carries across batches."""
+        self.encoder.reset_states()
+
+    def get_config(self):
+        # Not chained to keras.Model: the config of a builder is its own
+        # arguments, so `from_config` rebuilds the same class.
+        return {"name": self.name, "trainable": self.trainable, **self._config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _common_arguments(
+    output_dim,
+    output_length,
+    hidden_dim,
+    batch_input_shape,
+    input_shape,
+    batch_size,
+    input_dim,
+    input_length,
+    depth,
+    dropout,
+    unroll,
+    stateful,
+    output_activation,
+):
+    """Validates the arguments every builder shares."""
+    output_dim = _arguments.positive_int("output_dim", output_dim)
+    output_length = _arguments.positive_int("output_length", output_length)
+    hidden_dim = _arguments.positive_int("hidden_dim", hidden_dim, allow_none=True)
+    shape = _arguments.input_batch_shape(
+        batch_input_shape, input_shape, batch_size, input_dim, input_length
+    )
+    depth = _arguments.depth_pair(depth)
+    dropout = _arguments.rate("dropout", dropout)
+    unroll = _arguments.boolean("unroll", unroll)
+    stateful = _arguments.boolean("stateful", stateful)
+    _arguments.activation("output_activation", output_activation)
+    if stateful and shape[0] is None:
+        raise ValueError(
+            "`stateful=True` needs a fixed batch size: pass `batch_size` or "
+            "`batch_input_shape=(batch_size, input_length, input_dim)`. "
+            f"Received an input shape of {shape}."
+        )
+    if unroll and shape[1] is None:
+        raise ValueError(
+            "`unroll=True` needs a fixed input length: pass `input_length` or "
+            "a full `input_shape`. Received an input shape of "
+            f"{shape}."
+        )
+    return {
+        "output_dim": output_dim,
+        "output_length": output_length,
+        "hidden_dim": hidden_dim if hidden_dim is not None else output_dim,
+        "batch_input_shape": shape,
+        "depth": depth,
+        "dropout": dropout,
+        "unroll": unroll,
+        "stateful": stateful,
+    }
+
+
+def _shape_config(batch_input_shape, input_shape, batch_size, input_dim, input_length):
+    return {
+        "batch_input_shape": None if batch_input_shape is None else list(batch_input_shape),
+        "input_shape": None if input_shape is None else list(input_shape),
+        "batch_size": batch_size,
+        "input_dim": input_dim,
+        "input_length": input_length,
+    }
+
+
+_SHAPE_ARGS_DOC = """
+        batch_input_shape: tuple `(batch_size, input_length, input_dim)`.
+            Takes precedence over the other shape arguments.
+        input_shape: tuple `(input_length, input_dim)`, used with
+            `batch_size`.
+        batch_size: int or `None`. Needed with `stateful=True`.
+        input_dim: int. Features per input step, used when neither of the
+            above is given.
+        input_length: int or `None` (any length, the default)."""
+
+
+@keras.saving.register_keras_serializable(package="kseq2seq")
+class SimpleSeq2Seq(Seq2SeqModel):
+    """Encoder-decoder whose decoder reads the context at every step.
+
+    The encoder (`depth[0]` stacked LSTMs) reads the input; its final output,
+    the context vector `C`, is the decoder's input at every one of the
+    `output_length` steps ("repeat vector"). The decoder (`depth[1]` stacked
+    LSTMs, starting from zero states) is followed by a `Dense(output_dim)`
+    head at every step.
+
+    Args:
+        output_dim: int. Width of each output step.
+        output_length: int. Number of output steps.
+        hidden_dim: int. Width of every LSTM layer. Defaults to `output_dim`.
+        {shape_args}
+        depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
+        dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
+            one mask per sequence. Defaults to `0.0`.
+        unroll: bool. Run the explicit step-by-step loop; needs a fixed
+            `input_length`. Results are the same. Defaults to `False`.
+        stateful: bool. The encoder's final states of one batch start the
+            next batch, until `reset_states()`. Needs a fixed batch size.
+            Defaults to `False`.
+        output_activation: activation of the output head. Defaults to `None`
+            (linear); use `"softmax"` for one-hot targets.
+        **kwargs: `keras.Model` arguments such as `name`.
+
+    Example:
+
+    >>> model = SimpleSeq2Seq(input_dim=5, hidden_dim=10, output_length=8,
+    ...                       output_dim=8)
+    >>> model.compile(loss="mse", optimizer="rmsprop")
+    >>> tuple(model.predict(np.ones((2, 7, 5)), verbose=0).shape)
+    (2, 8, 8)
+    """
+
+    def __init__(
+        self,
+        output_dim,
+        output_length,
+        hidden_dim=None,
+        input_shape=None,
+        batch_size=None,
+        batch_input_shape=None,
+        input_dim=None,
+        input_length=None,
+        depth=1,
+        dropout=0.0,
+        unroll=False,
+        stateful=False,
+        output_activation=None,
+        **kwargs,
+    ):
+        args = _common_arguments(
+            output_dim, output_length, hidden_dim, batch_input_shape,
+            input_shape, batch_size, input_dim, input_length, depth, dropout,
+            unroll, stateful, output_activation,
+        )
+        super().__init__(**kwargs)
+        encoder_depth, decoder_depth = args["depth"]
+        self._assemble(
+            args["batch_input_shape"],
+            args["output_dim"],
+            args["output_length"],
+            encoder=RecurrentEncoder(
+                args["hidden_dim"],
+                depth=encoder_depth,
+                dropout=args["dropout"],
+                stateful=args["stateful"],
+                name="encoder",
+            ),
+            decoder=RecurrentDecoder(
+                args["hidden_dim"],
+                args["output_dim"],
+                args["output_length"],
+                depth=decoder_depth,
+                feedback=False,
+                peek=True,
+                dropout=args["dropout"],
+                output_activation=output_activation,
+                name="decoder",
+            ),
+        )
+        self._config = {
+            "output_dim": output_dim,
+            "output_length": output_length,
+            "hidden_dim": hidden_dim,
+            **_shape_config(
+                batch_input_shape, input_shape, batch_size, input_dim, input_length
+            ),
+            "depth": list(args["depth"]),
+            "dropout": dropout,
+            "unroll": unroll,
+            "stateful": stateful,
+            "output_activation": output_activation,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kseq2seq")
+class Seq2Seq(Seq2SeqModel):
+    """Encoder-decoder with state transfer, readout, peek and teacher forcing.
+
+    The sequence-to-sequence model of Sutskever et al. (2014), and with
+    `peek=True` of Cho et al. (2014):
+
+        y(-1) = W_s C + b_s                      (start value)
+        y(t) = Dense(LSTM(s(t-1), y(t-1)))        peek=False
+        y(t) = Dense(LSTM(s(t-1), [y(t-1); C]))   peek=True
+
+    where `C` is the encoder's context vector (its top layer's final output)
+    and `s(-1)`, the decoder's initial state, is the encoder's final state
+    when `broadcast_state=True` (zeros otherwise). With
+    `inner_broadcast_state=True` each stack threads one shared state through
+    its layers at every step, as the reference project did; with `False`
+    every layer keeps its own state and the transfer goes layer by layer,
+    aligned at the top of the stacks (see `StateBridge`).
+
+    With `teacher_force=True` the decoder reads the true `y(t-1)` during
+    training: pass `fit([x, y], y)` or simply `fit(x, y)`. `predict(x)`
+    feeds back the model's own outputs.
+
+    Args:
+        output_dim: int. Width of each output step.
+        output_length: int. Number of output steps.
+        {shape_args}
+        hidden_dim: int. Width of every LSTM layer. Defaults to `output_dim`.
+        depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
+        broadcast_state: bool. Start the decoder from the encoder's final
+            state. Defaults to `True`.
+        unroll: bool. Run the explicit step-by-step loop; needs a fixed
+            `input_length`. Results are the same. Defaults to `False`.
+        stateful: bool. The encoder's final states of one batch start the
+            next batch, until `reset_states()`. Defaults to `False`.
+        inner_broadcast_state: bool. One shared state per stack. Defaults
+            to `True`.
+        teacher_force: bool. Feed the ground truth during training.
+            Defaults to `False`.
+        peek: bool. Feed the context vector at every decoder step.
+            Defaults to `False`.
+        dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
+            one mask per sequence. Defaults to `0.0`.
+        output_activation: activation of the output head. Defaults to `None`
+            (linear).
+        **kwargs: `keras.Model` arguments such as `name`.
+
+    Example:
+
+    >>> model = Seq2Seq(batch_input_shape=(16, 7, 5), hidden_dim=10,
+    ...                 output_length=8, output_dim=20, depth=4)
+    >>> tuple(model.predict(np.ones((16, 7, 5)), verbose=0).shape)
+    (16, 8, 20)
+    """
+
+    def __init__(
+        self,
+        output_dim,
+        output_length,
+        batch_input_shape=None,
+        input_shape=None,
+        batch_size=None,
+        input_dim=None,
+        input_length=None,
+        hidden_dim=None,
+        depth=1,
+        broadcast_state=True,
+        unroll=False,
+        stateful=False,
+        inner_broadcast_state=True,
+        teacher_force=False,
+        peek=False,
+        dropout=0.0,
+        output_activation=None,
+        **kwargs,
+    ):
+        args = _common_arguments(
+            output_dim, output_length, hidden_dim, batch_input_shape,
+            input_shape, batch_size, input_dim, input_length, depth, dropout,
+            unroll, stateful, output_activation,
+        )
+        broadcast_state = _arguments.boolean("broadcast_state", broadcast_state)
+        inner_broadcast_state = _arguments.boolean(
+            "inner_broadcast_state", inner_broadcast_state
+        )
+        teacher_force = _arguments.boolean("teacher_force", teacher_force)
+        peek = _arguments.boolean("peek", peek)
+        super().__init__(**kwargs)
+        encoder_depth, decoder_depth = args["depth"]
+        self._assemble(
+            args["batch_input_shape"],
+            args["output_dim"],
+            args["output_length"],
+            encoder=RecurrentEncoder(
+                args["hidden_dim"],
+                depth=encoder_depth,
+                shared_state=inner_broadcast_state,
+                dropout=args["dropout"],
+                stateful=args["stateful"],
+                name="encoder",
+            ),
+            bridge=(
+                StateBridge(
+                    decoder_depth, shared_state=inner_broadcast_state, name="bridge"
+                )
+                if broadcast_state
+                else None
+            ),
+            decoder=RecurrentDecoder(
+                args["hidden_dim"],
+                args["output_dim"],
+                args["output_length"],
+                depth=decoder_depth,
+                feedback=True,
+                peek=peek,
+                shared_state=inner_broadcast_state,
+                dropout=args["dropout"],
+                output_activation=output_activation,
+                name="decoder",
+            ),
+            teacher_force=teacher_force,
+        )
+        self._config = {
+            "output_dim": output_dim,
+            "output_length": output_length,
+            **_shape_config(
+                batch_input_shape, input_shape, batch_size, input_dim, input_length
+            ),
+            "hidden_dim": hidden_dim,
+            "depth": list(args["depth"]),
+            "broadcast_state": broadcast_state,
+            "unroll": unroll,
+            "stateful": stateful,
+            "inner_broadcast_state": inner_broadcast_state,
+            "teacher_force": teacher_force,
+            "peek": peek,
+            "dropout": dropout,
+            "output_activation": output_activation,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kseq2seq")
+class AttentionSeq2Seq(Seq2SeqModel):
+    """Encoder-decoder with additive attention (Bahdanau et al. 2015).
+
+    The encoder (`depth[0]` LSTM layers, bidirectional by default, the
+    directions concatenated) produces one annotation `h_j` per input step.
+    At every output step the decoder scores each annotation against its
+    previous state `s(t-1)`,
+
+        e(t, j) = v . tanh(W h_j + U s(t-1) + b),  a(t) = softmax_j(e(t)),
+
+    so the weights move from step to step, and reads the attention context
+    `sum_j a(t, j) h_j` together with its previous output `y(t-1)`:
+
+        y(t) = Dense(LSTM(s(t-1), [y(t-1); context(t)]))
+
+    Padded input steps (a mask) receive a weight of exactly zero, and the
+    input length may vary. The decoder starts from zero states, as in the
+    reference project.
+
+    Args:
+        output_dim: int. Width of each output step.
+        output_length: int. Number of output steps.
+        {shape_args}
+        hidden_dim: int. Width of every LSTM layer (per direction) and of the
+            attention's hidden layer. Defaults to `output_dim`.
+        depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
+        bidirectional: bool. Bidirectional encoder. Defaults to `True`.
+        unroll: bool. Run the explicit step-by-step loop; needs a fixed
+            `input_length`. Results are the same. Defaults to `False`.
+        stateful: bool. The encoder's final states of one batch start the
+            next batch, until `reset_states()`. Defaults to `False`.
+        dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
+            one mask per sequence. Defaults to `0.0`.
+        teacher_force: bool. Feed the ground truth during training, as in
+            `Seq2Seq`. Defaults to `False`.
+        output_activation: activation of the output head. Defaults to `None`
+            (linear).
+        **kwargs: `keras.Model` arguments such as `name`.
+
+    Example:
+
+    >>> model = AttentionSeq2Seq(input_dim=5, input_length=7, hidden_dim=10,
+    ...                          output_length=8, output_dim=20, depth=4)
+    >>> tuple(model.predict(np.ones((3, 7, 5)), verbose=0).shape)
+    (3, 8, 20)
+    """
+
+    def __init__(
+        self,
+        output_dim,
+        output_length,
+        batch_input_shape=None,
+        batch_size=None,
+        input_shape=None,
+        input_length=None,
+        input_dim=None,
+        hidden_dim=None,
+        depth=1,
+        bidirectional=True,
+        unroll=False,
+        stateful=False,
+        dropout=0.0,
+        teacher_force=False,
+        output_activation=None,
+        **kwargs,
+    ):
+        args = _common_arguments(
+            output_dim, output_length, hidden_dim, batch_input_shape,
+            input_shape, batch_size, input_dim, input_length, depth, dropout,
+            unroll, stateful, output_activation,
+        )
+        bidirectional = _arguments.boolean("bidirectional", bidirectional)
+        teacher_force = _arguments.boolean("teacher_force", teacher_force)
+        super().__init__(**kwargs)
+        encoder_depth, decoder_depth = args["depth"]
+        self._assemble(
+            args["batch_input_shape"],
+            args["output_dim"],
+            args["output_length"],
+            encoder=RecurrentEncoder(
+                args["hidden_dim"],
+                depth=encoder_depth,
+                bidirectional=bidirectional,
+                dropout=args["dropout"],
+                stateful=args["stateful"],
+                name="encoder",
+            ),
+            decoder=RecurrentDecoder(
+                args["hidden_dim"],
+                args["output_dim"],
+                args["output_length"],
+                depth=decoder_depth,
+                feedback=True,
+                attention_units=args["hidden_dim"],
+                dropout=args["dropout"],
+                output_activation=output_activation,
+                name="decoder",
+            ),
+            teacher_force=teacher_force,
+        )
+        self._config = {
+            "output_dim": output_dim,
+            "output_length": output_length,
+            **_shape_config(
+                batch_input_shape, input_shape, batch_size, input_dim, input_length
+            ),
+            "hidden_dim": hidden_dim,
+            "depth": list(args["depth"]),
+            "bidirectional": bidirectional,
+            "unroll": unroll,
+            "stateful": stateful,
+            "dropout": dropout,
+            "teacher_force": teacher_force,
+            "output_activation": output_activation,
+        }
+
+    def attention_weights(self, x, batch_size=32):
+        """The attention weights of a free-running prediction.
+
+        Args:
+            x: `(batch, input_length, input_dim)` inputs, a NumPy array.
+            batch_size: int. Prediction batch size. Defaults to `32`.
+
+        Returns:
+            NumPy array `(batch, output_length, input_length)`: row `t` is
+            the distribution over input steps at output step `t`.
+        """
+        self._check_input(x)
+        weights = []
+        for start in range(0, len(x), batch_size):
+            batch = ops.convert_to_tensor(x[start : start + batch_size])
+            sequence, context, _ = self.encoder(batch)
+            _, batch_weights = self.decoder(
+                context, memory=sequence, return_attention_weights=True
+            )
+            weights.append(ops.convert_to_numpy(batch_weights))
+        return np.concatenate(weights, axis=0)
+
+
+for _builder in (SimpleSeq2Seq, Seq2Seq, AttentionSeq2Seq):
+    _builder.__doc__ = _builder.__doc__.replace("{shape_args}", _SHAPE_ARGS_DOC.strip())
