@@ -39,6 +39,8 @@ class Seq2SeqModel(keras.Model):
         bridge=None,
         teacher_force=False,
     ):
+        # The model consumes the input mask; its outputs are not masked.
+        self.supports_masking = True
         self.encoder = encoder
         self.bridge = bridge
         self.decoder = decoder
@@ -126,6 +128,9 @@ class Seq2SeqModel(keras.Model):
             ground_truth=ground_truth,
             training=training,
         )
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and isinstance(

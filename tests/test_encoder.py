@@ -1,0 +1,174 @@
+import keras
+import numpy as np
+import pytest
+import torch
+
+from kseq2seq import RecurrentEncoder
+
+to_numpy = keras.ops.convert_to_numpy
+
+
+def _torch_lstm_like(encoder, input_dim):
+    """A torch.nn.LSTM holding a copy of the encoder's weights."""
+    lstm = torch.nn.LSTM(
+        input_dim,
+        encoder.units,
+        num_layers=encoder.depth,
+        bidirectional=encoder.bidirectional,
+        batch_first=True,
+    )
+    directions = ["", "_reverse"][: encoder.num_directions]
+    with torch.no_grad():
+        for layer in range(encoder.depth):
+            for d, suffix in enumerate(directions):
+                cell = encoder.cells[layer * encoder.num_directions + d]
+                kernel, recurrent_kernel, bias = (
+                    torch.as_tensor(to_numpy(w)) for w in cell.get_weights()
+                )
+                getattr(lstm, f"weight_ih_l{layer}{suffix}").copy_(kernel.T)
+                getattr(lstm, f"weight_hh_l{layer}{suffix}").copy_(recurrent_kernel.T)
+                getattr(lstm, f"bias_ih_l{layer}{suffix}").copy_(bias)
+                getattr(lstm, f"bias_hh_l{layer}{suffix}").zero_()
+    return lstm
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_matches_torch_lstm_with_copied_weights(depth, bidirectional):
+    x = np.random.default_rng(0).normal(size=(4, 6, 3)).astype("float32")
+    encoder = RecurrentEncoder(5, depth=depth, bidirectional=bidirectional)
+    sequence, context, states = encoder(x)
+    lstm = _torch_lstm_like(encoder, 3)
+    expected, (h_n, c_n) = lstm(torch.as_tensor(x))
+    expected = expected.detach().numpy()
+    h_n = h_n.detach().numpy().reshape(depth, encoder.num_directions, 4, 5)
+    c_n = c_n.detach().numpy().reshape(depth, encoder.num_directions, 4, 5)
+
+    np.testing.assert_allclose(to_numpy(sequence), expected, atol=1e-5)
+    assert len(states) == depth
+    for layer, (h, c) in enumerate(states):
+        np.testing.assert_allclose(
+            to_numpy(h), np.concatenate(list(h_n[layer]), axis=-1), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            to_numpy(c), np.concatenate(list(c_n[layer]), axis=-1), atol=1e-5
+        )
+    np.testing.assert_allclose(to_numpy(context), to_numpy(states[-1][0]))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padded_batch_equals_each_sequence_alone(bidirectional):
+    rng = np.random.default_rng(1)
+    lengths = [6, 2, 4]
+    x = rng.normal(size=(3, 6, 3)).astype("float32")
+    mask = np.arange(6)[None, :] < np.array(lengths)[:, None]
+    x[~mask] = 0.0
+    encoder = RecurrentEncoder(4, depth=2, bidirectional=bidirectional)
+    sequence, context, states = encoder(x, mask=mask)
+    for i, length in enumerate(lengths):
+        alone_sequence, alone_context, alone_states = encoder(x[i : i + 1, :length])
+        np.testing.assert_allclose(
+            to_numpy(sequence)[i, :length], to_numpy(alone_sequence)[0], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            to_numpy(context)[i], to_numpy(alone_context)[0], atol=1e-5
+        )
+        for state, alone_state in zip(states, alone_states):
+            for tensor, alone_tensor in zip(state, alone_state):
+                np.testing.assert_allclose(
+                    to_numpy(tensor)[i], to_numpy(alone_tensor)[0], atol=1e-5
+                )
+
+
+def _numpy_lstm_step(cell, x, h, c):
+    kernel, recurrent_kernel, bias = (to_numpy(w) for w in cell.get_weights())
+    z = x @ kernel + h @ recurrent_kernel + bias
+    i, f, g, o = np.split(z, 4, axis=-1)
+
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    return h, c
+
+
+def test_shared_state_threads_one_state_through_the_stack():
+    x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype("float32")
+    encoder = RecurrentEncoder(4, depth=3, shared_state=True)
+    sequence, context, states = encoder(x)
+
+    h = np.zeros((2, 4), "float32")
+    c = np.zeros((2, 4), "float32")
+    outputs = []
+    for t in range(5):
+        layer_input = x[:, t]
+        for cell in encoder.cells:
+            h, c = _numpy_lstm_step(cell, layer_input, h, c)
+            layer_input = h
+        outputs.append(h)
+    np.testing.assert_allclose(to_numpy(sequence), np.stack(outputs, 1), atol=1e-5)
+    assert len(states) == 1
+    np.testing.assert_allclose(to_numpy(states[0][0]), h, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(states[0][1]), c, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(context), h, atol=1e-5)
+
+
+def test_stateful_encoder_carries_state_until_reset():
+    x = np.random.default_rng(3).normal(size=(2, 4, 3)).astype("float32")
+    stateful = RecurrentEncoder(4, depth=2, stateful=True)
+    stateful.build((2, 4, 3))
+    stateless = RecurrentEncoder(4, depth=2)
+    stateless.build((2, None, 3))
+    for target, source in zip(stateless.cells, stateful.cells):
+        target.set_weights(source.get_weights())
+
+    first = to_numpy(stateful(x)[1])
+    second = to_numpy(stateful(x)[1])
+    whole = to_numpy(stateless(np.concatenate([x, x], axis=1))[1])
+    np.testing.assert_allclose(second, whole, atol=1e-5)
+    assert not np.allclose(first, second)
+
+    stateful.reset_states()
+    np.testing.assert_allclose(to_numpy(stateful(x)[1]), first, atol=1e-6)
+
+
+def test_dropout_only_in_training_and_one_mask_per_sequence():
+    x = np.ones((8, 5, 6), "float32")
+    encoder = RecurrentEncoder(4, dropout=0.5, seed=0)
+    inference = to_numpy(encoder(x)[0])
+    np.testing.assert_array_equal(inference, to_numpy(encoder(x, training=False)[0]))
+    trained = to_numpy(encoder(x, training=True)[0])
+    assert not np.allclose(trained, inference)
+
+
+def test_config_round_trip():
+    encoder = RecurrentEncoder(
+        6, depth=2, cell="gru", bidirectional=True, dropout=0.25, name="enc"
+    )
+    restored = RecurrentEncoder.from_config(encoder.get_config())
+    assert restored.get_config() == encoder.get_config()
+    restored = keras.layers.deserialize(keras.layers.serialize(encoder))
+    assert isinstance(restored, RecurrentEncoder)
+
+
+def test_shared_state_and_bidirectional_are_exclusive():
+    with pytest.raises(ValueError, match="bidirectional"):
+        RecurrentEncoder(4, shared_state=True, bidirectional=True)
+
+
+def test_unknown_cell_is_rejected():
+    with pytest.raises(ValueError, match="cell"):
+        RecurrentEncoder(4, cell="transformer")
+
+
+@pytest.mark.parametrize("cell", ["gru", "simple_rnn"])
+def test_other_cells_match_keras_layers(cell):
+    x = np.random.default_rng(4).normal(size=(3, 5, 2)).astype("float32")
+    encoder = RecurrentEncoder(4, cell=cell)
+    sequence, _, _ = encoder(x)
+    layer_class = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[cell]
+    reference = layer_class(4, return_sequences=True)
+    reference.build((3, 5, 2))
+    reference.set_weights(encoder.cells[0].get_weights())
+    np.testing.assert_allclose(to_numpy(sequence), to_numpy(reference(x)), atol=1e-5)
