@@ -15,6 +15,7 @@ from kseq2seq.layers.decoder import RecurrentDecoder
 from kseq2seq.layers.encoder import RecurrentEncoder
 
 
+@keras.saving.register_keras_serializable(package="kseq2seq")
 class Seq2SeqModel(keras.Model):
     """Base class of the builders: encoder -> bridge -> decoder.
 
@@ -263,8 +264,10 @@ class SimpleSeq2Seq(Seq2SeqModel):
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
         dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
             one mask per sequence. Defaults to `0.0`.
-        unroll: bool. Run the explicit step-by-step loop; needs a fixed
-            `input_length`. Results are the same. Defaults to `False`.
+        unroll: bool. As in Keras' RNN layers: needs a fixed `input_length`.
+            On the PyTorch backend every recurrence already runs as an
+            explicit loop over time steps, so results are identical.
+            Defaults to `False`.
         stateful: bool. The encoder's final states of one batch start the
             next batch, until `reset_states()`. Needs a fixed batch size.
             Defaults to `False`.
@@ -374,8 +377,10 @@ class Seq2Seq(Seq2SeqModel):
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
         broadcast_state: bool. Start the decoder from the encoder's final
             state. Defaults to `True`.
-        unroll: bool. Run the explicit step-by-step loop; needs a fixed
-            `input_length`. Results are the same. Defaults to `False`.
+        unroll: bool. As in Keras' RNN layers: needs a fixed `input_length`.
+            On the PyTorch backend every recurrence already runs as an
+            explicit loop over time steps, so results are identical.
+            Defaults to `False`.
         stateful: bool. The encoder's final states of one batch start the
             next batch, until `reset_states()`. Defaults to `False`.
         inner_broadcast_state: bool. One shared state per stack. Defaults
@@ -491,7 +496,8 @@ class AttentionSeq2Seq(Seq2SeqModel):
     The encoder (`depth[0]` LSTM layers, bidirectional by default, the
     directions concatenated) produces one annotation `h_j` per input step.
     At every output step the decoder scores each annotation against its
-    previous state `s(t-1)`,
+    previous state `s(t-1)` (the output of its top layer at the previous
+    step; zeros at step 0),
 
         e(t, j) = v . tanh(W h_j + U s(t-1) + b),  a(t) = softmax_j(e(t)),
 
@@ -512,8 +518,10 @@ class AttentionSeq2Seq(Seq2SeqModel):
             attention's hidden layer. Defaults to `output_dim`.
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
         bidirectional: bool. Bidirectional encoder. Defaults to `True`.
-        unroll: bool. Run the explicit step-by-step loop; needs a fixed
-            `input_length`. Results are the same. Defaults to `False`.
+        unroll: bool. As in Keras' RNN layers: needs a fixed `input_length`.
+            On the PyTorch backend every recurrence already runs as an
+            explicit loop over time steps, so results are identical.
+            Defaults to `False`.
         stateful: bool. The encoder's final states of one batch start the
             next batch, until `reset_states()`. Defaults to `False`.
         dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
@@ -601,18 +609,22 @@ class AttentionSeq2Seq(Seq2SeqModel):
             "output_activation": output_activation,
         }
 
-    def attention_weights(self, x, batch_size=32):
+    def attention_weights(self, x, batch_size=None):
         """The attention weights of a free-running prediction.
+
+        Like `predict`, this advances the carried state of a stateful model.
 
         Args:
             x: `(batch, input_length, input_dim)` inputs, a NumPy array.
-            batch_size: int. Prediction batch size. Defaults to `32`.
+            batch_size: int. Prediction batch size. Defaults to the model's
+                fixed batch size, or `32`.
 
         Returns:
             NumPy array `(batch, output_length, input_length)`: row `t` is
             the distribution over input steps at output step `t`.
         """
         self._check_input(x)
+        batch_size = batch_size or self._batch_input_shape[0] or 32
         weights = []
         for start in range(0, len(x), batch_size):
             batch = ops.convert_to_tensor(x[start : start + batch_size])
