@@ -1,8 +1,10 @@
-"""Runs the `>>>` examples in every kseq2seq docstring."""
+"""Every example in the docstrings, the README and docs/ runs."""
 
 import doctest
 import importlib
+import pathlib
 import pkgutil
+import re
 
 import keras
 import numpy as np
@@ -28,3 +30,24 @@ def test_docstring_examples(module_name):
         verbose=False,
     )
     assert result.failed == 0, f"{result.failed} docstring example(s) failed"
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+
+
+def python_blocks(page):
+    """The ```python blocks of a Markdown page, in order."""
+    return re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_markdown_code_blocks_run(page, tmp_path, monkeypatch):
+    blocks = python_blocks(page)
+    if not blocks:
+        pytest.skip("no Python blocks")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__markdown__"}
+    for number, block in enumerate(blocks, start=1):
+        code = compile(block, f"{page.name}, block {number}", "exec")
+        exec(code, namespace)
