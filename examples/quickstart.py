@@ -9,10 +9,7 @@ Run `python examples/quickstart.py` (about half a minute on a laptop CPU), or
 
 import argparse
 
-import kseq2seq  # selects Keras' PyTorch backend; import it before keras
-
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from kseq2seq import Seq2Seq  # noqa: E402
 from kseq2seq.data import reverse_task  # noqa: E402

@@ -105,3 +105,62 @@ def activation(name, value):
             f"`{name}` must be None, a Keras activation name such as "
             f"'softmax', or a callable. Received: {name}={value!r}"
         ) from error
+
+
+_FLAGS = (
+    "broadcast_state",
+    "inner_broadcast_state",
+    "teacher_force",
+    "peek",
+    "bidirectional",
+)
+
+
+def resolve(config):
+    """Validates a builder's arguments and resolves them.
+
+    Args:
+        config: the builder's arguments by name, as given.
+
+    Returns:
+        A dict with `batch_input_shape` as `(batch, length, input_dim)`,
+        `depth` as `(encoder_depth, decoder_depth)`, `hidden_dim` defaulted
+        to `output_dim`, and every other argument validated.
+    """
+    resolved = {
+        "output_dim": positive_int("output_dim", config["output_dim"]),
+        "output_length": positive_int("output_length", config["output_length"]),
+        "hidden_dim": positive_int("hidden_dim", config["hidden_dim"], allow_none=True),
+        "batch_input_shape": input_batch_shape(
+            config["batch_input_shape"],
+            config["input_shape"],
+            config["batch_size"],
+            config["input_dim"],
+            config["input_length"],
+        ),
+        "depth": depth_pair(config["depth"]),
+        "dropout": rate("dropout", config["dropout"]),
+        "unroll": boolean("unroll", config["unroll"]),
+        "stateful": boolean("stateful", config["stateful"]),
+        "output_activation": config["output_activation"],
+    }
+    activation("output_activation", config["output_activation"])
+    for flag in _FLAGS:
+        if flag in config:
+            resolved[flag] = boolean(flag, config[flag])
+    if resolved["hidden_dim"] is None:
+        resolved["hidden_dim"] = resolved["output_dim"]
+    batch, length, _ = resolved["batch_input_shape"]
+    if resolved["stateful"] and batch is None:
+        raise ValueError(
+            "`stateful=True` needs a fixed batch size: pass `batch_size` or "
+            "`batch_input_shape=(batch_size, input_length, input_dim)`. "
+            f"Received an input shape of {resolved['batch_input_shape']}."
+        )
+    if resolved["unroll"] and length is None:
+        raise ValueError(
+            "`unroll=True` needs a fixed input length: pass `input_length` or "
+            "a full `input_shape`. Received an input shape of "
+            f"{resolved['batch_input_shape']}."
+        )
+    return resolved

@@ -32,7 +32,9 @@ def _symbols(num_samples, length, num_symbols, seed):
         ("num_symbols", num_symbols),
     ):
         if not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+            raise ValueError(
+                f"`{name}` must be a positive int. Received: {name}={value!r}"
+            )
     rng = np.random.default_rng(seed)
     return rng.integers(0, num_symbols, size=(num_samples, length))
 

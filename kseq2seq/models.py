@@ -32,24 +32,64 @@ class Seq2SeqModel(keras.Model):
 
     def _assemble(
         self,
-        batch_input_shape,
-        output_dim,
-        output_length,
-        encoder,
-        decoder,
-        bridge=None,
+        config,
+        args,
+        *,
+        feedback,
+        peek=False,
+        attention=False,
+        bidirectional=False,
+        shared_state=False,
+        broadcast_state=False,
         teacher_force=False,
     ):
+        """Creates the layers from resolved arguments, builds and compiles.
+
+        Args:
+            config: the builder's own arguments, as given (for `get_config`).
+            args: the arguments resolved by `_arguments.resolve`.
+            feedback, peek, attention: the decoder's inputs.
+            bidirectional, shared_state: the encoder's (and decoder's) layout.
+            broadcast_state: hand the encoder's final states to the decoder.
+            teacher_force: feed the ground truth to the decoder in training.
+        """
+        self._config = config
         # The model consumes the input mask; its outputs are not masked.
         self.supports_masking = True
-        self.encoder = encoder
-        self.bridge = bridge
-        self.decoder = decoder
-        self._batch_input_shape = batch_input_shape
-        self._output_dim = output_dim
-        self._output_length = output_length
+        encoder_depth, decoder_depth = args["depth"]
+        hidden_dim = args["hidden_dim"]
+        self.encoder = RecurrentEncoder(
+            hidden_dim,
+            depth=encoder_depth,
+            bidirectional=bidirectional,
+            shared_state=shared_state,
+            dropout=args["dropout"],
+            stateful=args["stateful"],
+            name="encoder",
+        )
+        self.bridge = None
+        if broadcast_state:
+            self.bridge = StateBridge(
+                decoder_depth, shared_state=shared_state, name="bridge"
+            )
+        self.decoder = RecurrentDecoder(
+            hidden_dim,
+            args["output_dim"],
+            args["output_length"],
+            depth=decoder_depth,
+            feedback=feedback,
+            peek=peek,
+            attention_units=hidden_dim if attention else None,
+            shared_state=shared_state,
+            dropout=args["dropout"],
+            output_activation=args["output_activation"],
+            name="decoder",
+        )
+        self._batch_input_shape = args["batch_input_shape"]
+        self._output_dim = args["output_dim"]
+        self._output_length = args["output_length"]
         self._teacher_force = teacher_force
-        self.build(batch_input_shape)
+        self.build(self._batch_input_shape)
         self.compile(loss="mse", optimizer="rmsprop")
 
     def build(self, input_shape):
@@ -167,72 +207,27 @@ class Seq2SeqModel(keras.Model):
     def get_config(self):
         # Not chained to keras.Model: the config of a builder is its own
         # arguments, so `from_config` rebuilds the same class.
-        return {"name": self.name, "trainable": self.trainable, **self._config}
+        config = {name: _json_friendly(v) for name, v in self._config.items()}
+        return {"name": self.name, "trainable": self.trainable, **config}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
 
-def _common_arguments(
-    output_dim,
-    output_length,
-    hidden_dim,
-    batch_input_shape,
-    input_shape,
-    batch_size,
-    input_dim,
-    input_length,
-    depth,
-    dropout,
-    unroll,
-    stateful,
-    output_activation,
-):
-    """Validates the arguments every builder shares."""
-    output_dim = _arguments.positive_int("output_dim", output_dim)
-    output_length = _arguments.positive_int("output_length", output_length)
-    hidden_dim = _arguments.positive_int("hidden_dim", hidden_dim, allow_none=True)
-    shape = _arguments.input_batch_shape(
-        batch_input_shape, input_shape, batch_size, input_dim, input_length
-    )
-    depth = _arguments.depth_pair(depth)
-    dropout = _arguments.rate("dropout", dropout)
-    unroll = _arguments.boolean("unroll", unroll)
-    stateful = _arguments.boolean("stateful", stateful)
-    _arguments.activation("output_activation", output_activation)
-    if stateful and shape[0] is None:
-        raise ValueError(
-            "`stateful=True` needs a fixed batch size: pass `batch_size` or "
-            "`batch_input_shape=(batch_size, input_length, input_dim)`. "
-            f"Received an input shape of {shape}."
-        )
-    if unroll and shape[1] is None:
-        raise ValueError(
-            "`unroll=True` needs a fixed input length: pass `input_length` or "
-            "a full `input_shape`. Received an input shape of "
-            f"{shape}."
-        )
+def _constructor_config(arguments):
+    """A builder's own arguments, as given, from its `locals()`."""
     return {
-        "output_dim": output_dim,
-        "output_length": output_length,
-        "hidden_dim": hidden_dim if hidden_dim is not None else output_dim,
-        "batch_input_shape": shape,
-        "depth": depth,
-        "dropout": dropout,
-        "unroll": unroll,
-        "stateful": stateful,
+        name: value
+        for name, value in arguments.items()
+        if name not in ("self", "kwargs", "__class__")
     }
 
 
-def _shape_config(batch_input_shape, input_shape, batch_size, input_dim, input_length):
-    return {
-        "batch_input_shape": None if batch_input_shape is None else list(batch_input_shape),
-        "input_shape": None if input_shape is None else list(input_shape),
-        "batch_size": batch_size,
-        "input_dim": input_dim,
-        "input_length": input_length,
-    }
+def _json_friendly(value):
+    if isinstance(value, (tuple, list)):
+        return [_json_friendly(item) for item in value]
+    return value
 
 
 _SHAPE_ARGS_DOC = """
@@ -301,49 +296,10 @@ class SimpleSeq2Seq(Seq2SeqModel):
         output_activation=None,
         **kwargs,
     ):
-        args = _common_arguments(
-            output_dim, output_length, hidden_dim, batch_input_shape,
-            input_shape, batch_size, input_dim, input_length, depth, dropout,
-            unroll, stateful, output_activation,
-        )
+        config = _constructor_config(locals())
+        args = _arguments.resolve(config)
         super().__init__(**kwargs)
-        encoder_depth, decoder_depth = args["depth"]
-        self._assemble(
-            args["batch_input_shape"],
-            args["output_dim"],
-            args["output_length"],
-            encoder=RecurrentEncoder(
-                args["hidden_dim"],
-                depth=encoder_depth,
-                dropout=args["dropout"],
-                stateful=args["stateful"],
-                name="encoder",
-            ),
-            decoder=RecurrentDecoder(
-                args["hidden_dim"],
-                args["output_dim"],
-                args["output_length"],
-                depth=decoder_depth,
-                feedback=False,
-                peek=True,
-                dropout=args["dropout"],
-                output_activation=output_activation,
-                name="decoder",
-            ),
-        )
-        self._config = {
-            "output_dim": output_dim,
-            "output_length": output_length,
-            "hidden_dim": hidden_dim,
-            **_shape_config(
-                batch_input_shape, input_shape, batch_size, input_dim, input_length
-            ),
-            "depth": list(args["depth"]),
-            "dropout": dropout,
-            "unroll": unroll,
-            "stateful": stateful,
-            "output_activation": output_activation,
-        }
+        self._assemble(config, args, feedback=False, peek=True)
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
@@ -424,69 +380,18 @@ class Seq2Seq(Seq2SeqModel):
         output_activation=None,
         **kwargs,
     ):
-        args = _common_arguments(
-            output_dim, output_length, hidden_dim, batch_input_shape,
-            input_shape, batch_size, input_dim, input_length, depth, dropout,
-            unroll, stateful, output_activation,
-        )
-        broadcast_state = _arguments.boolean("broadcast_state", broadcast_state)
-        inner_broadcast_state = _arguments.boolean(
-            "inner_broadcast_state", inner_broadcast_state
-        )
-        teacher_force = _arguments.boolean("teacher_force", teacher_force)
-        peek = _arguments.boolean("peek", peek)
+        config = _constructor_config(locals())
+        args = _arguments.resolve(config)
         super().__init__(**kwargs)
-        encoder_depth, decoder_depth = args["depth"]
         self._assemble(
-            args["batch_input_shape"],
-            args["output_dim"],
-            args["output_length"],
-            encoder=RecurrentEncoder(
-                args["hidden_dim"],
-                depth=encoder_depth,
-                shared_state=inner_broadcast_state,
-                dropout=args["dropout"],
-                stateful=args["stateful"],
-                name="encoder",
-            ),
-            bridge=(
-                StateBridge(
-                    decoder_depth, shared_state=inner_broadcast_state, name="bridge"
-                )
-                if broadcast_state
-                else None
-            ),
-            decoder=RecurrentDecoder(
-                args["hidden_dim"],
-                args["output_dim"],
-                args["output_length"],
-                depth=decoder_depth,
-                feedback=True,
-                peek=peek,
-                shared_state=inner_broadcast_state,
-                dropout=args["dropout"],
-                output_activation=output_activation,
-                name="decoder",
-            ),
-            teacher_force=teacher_force,
+            config,
+            args,
+            feedback=True,
+            peek=args["peek"],
+            shared_state=args["inner_broadcast_state"],
+            broadcast_state=args["broadcast_state"],
+            teacher_force=args["teacher_force"],
         )
-        self._config = {
-            "output_dim": output_dim,
-            "output_length": output_length,
-            **_shape_config(
-                batch_input_shape, input_shape, batch_size, input_dim, input_length
-            ),
-            "hidden_dim": hidden_dim,
-            "depth": list(args["depth"]),
-            "broadcast_state": broadcast_state,
-            "unroll": unroll,
-            "stateful": stateful,
-            "inner_broadcast_state": inner_broadcast_state,
-            "teacher_force": teacher_force,
-            "peek": peek,
-            "dropout": dropout,
-            "output_activation": output_activation,
-        }
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
@@ -559,55 +464,17 @@ class AttentionSeq2Seq(Seq2SeqModel):
         output_activation=None,
         **kwargs,
     ):
-        args = _common_arguments(
-            output_dim, output_length, hidden_dim, batch_input_shape,
-            input_shape, batch_size, input_dim, input_length, depth, dropout,
-            unroll, stateful, output_activation,
-        )
-        bidirectional = _arguments.boolean("bidirectional", bidirectional)
-        teacher_force = _arguments.boolean("teacher_force", teacher_force)
+        config = _constructor_config(locals())
+        args = _arguments.resolve(config)
         super().__init__(**kwargs)
-        encoder_depth, decoder_depth = args["depth"]
         self._assemble(
-            args["batch_input_shape"],
-            args["output_dim"],
-            args["output_length"],
-            encoder=RecurrentEncoder(
-                args["hidden_dim"],
-                depth=encoder_depth,
-                bidirectional=bidirectional,
-                dropout=args["dropout"],
-                stateful=args["stateful"],
-                name="encoder",
-            ),
-            decoder=RecurrentDecoder(
-                args["hidden_dim"],
-                args["output_dim"],
-                args["output_length"],
-                depth=decoder_depth,
-                feedback=True,
-                attention_units=args["hidden_dim"],
-                dropout=args["dropout"],
-                output_activation=output_activation,
-                name="decoder",
-            ),
-            teacher_force=teacher_force,
+            config,
+            args,
+            feedback=True,
+            attention=True,
+            bidirectional=args["bidirectional"],
+            teacher_force=args["teacher_force"],
         )
-        self._config = {
-            "output_dim": output_dim,
-            "output_length": output_length,
-            **_shape_config(
-                batch_input_shape, input_shape, batch_size, input_dim, input_length
-            ),
-            "hidden_dim": hidden_dim,
-            "depth": list(args["depth"]),
-            "bidirectional": bidirectional,
-            "unroll": unroll,
-            "stateful": stateful,
-            "dropout": dropout,
-            "teacher_force": teacher_force,
-            "output_activation": output_activation,
-        }
 
     def attention_weights(self, x, batch_size=None):
         """The attention weights of a free-running prediction.

@@ -11,7 +11,9 @@ def _run(code, pythonpath=None, **environment):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env.update(environment)
     if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(pythonpath), env.get("PYTHONPATH", "")]
+        )
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True
     )

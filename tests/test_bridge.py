@@ -5,7 +5,10 @@ from kseq2seq import StateBridge
 
 
 def _states(depth):
-    return [[np.full((2, 3), float(layer)), np.full((2, 3), -float(layer))] for layer in range(depth)]
+    return [
+        [np.full((2, 3), float(layer)), np.full((2, 3), -float(layer))]
+        for layer in range(depth)
+    ]
 
 
 def _layers(mapped):
@@ -38,4 +41,6 @@ def test_shared_state_is_handed_over_whole():
 
 def test_config_round_trip():
     bridge = StateBridge(3, shared_state=True, name="b")
-    assert StateBridge.from_config(bridge.get_config()).get_config() == bridge.get_config()
+    assert (
+        StateBridge.from_config(bridge.get_config()).get_config() == bridge.get_config()
+    )

@@ -33,11 +33,19 @@ TEACHER_FORCED = {
         teacher_force=True,
     ),
     "seq2seq_shared_state": lambda: Seq2Seq(
-        input_dim=4, hidden_dim=5, output_length=6, output_dim=3, depth=3,
+        input_dim=4,
+        hidden_dim=5,
+        output_length=6,
+        output_dim=3,
+        depth=3,
         teacher_force=True,
     ),
     "attention": lambda: AttentionSeq2Seq(
-        input_dim=4, hidden_dim=5, output_length=6, output_dim=3, depth=2,
+        input_dim=4,
+        hidden_dim=5,
+        output_length=6,
+        output_dim=3,
+        depth=2,
         teacher_force=True,
     ),
 }
@@ -158,7 +166,9 @@ def test_output_activation_reaches_targets_outside_minus_one_one():
 
 
 def test_softmax_output_activation_gives_distributions():
-    model = Seq2Seq(input_dim=2, output_length=3, output_dim=4, output_activation="softmax")
+    model = Seq2Seq(
+        input_dim=2, output_length=3, output_dim=4, output_activation="softmax"
+    )
     out = model.predict(np.ones((2, 5, 2), "float32"), verbose=0)
     np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
     assert (out > 0).all()

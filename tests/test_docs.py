@@ -13,8 +13,7 @@ import pytest
 import kseq2seq
 
 MODULES = sorted(
-    info.name
-    for info in pkgutil.walk_packages(kseq2seq.__path__, prefix="kseq2seq.")
+    info.name for info in pkgutil.walk_packages(kseq2seq.__path__, prefix="kseq2seq.")
 )
 
 

@@ -5,7 +5,6 @@ as soon as the target is reached. Run with `pytest -m slow`.
 """
 
 import keras
-import numpy as np
 import pytest
 
 from kseq2seq import AttentionSeq2Seq

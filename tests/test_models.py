@@ -87,8 +87,12 @@ def test_seq2seq_reference_example(peek):
 
 def test_attention_seq2seq_reference_example():
     model = AttentionSeq2Seq(
-        input_dim=5, input_length=7, hidden_dim=10, output_length=8,
-        output_dim=20, depth=4,
+        input_dim=5,
+        input_length=7,
+        hidden_dim=10,
+        output_length=8,
+        output_dim=20,
+        depth=4,
     )
     # Bidirectional by default: a forward and a backward cell per layer.
     assert model.encoder.depth == 4 and model.encoder.bidirectional
@@ -102,8 +106,13 @@ def test_attention_seq2seq_reference_example():
 
 def test_teacher_forced_seq2seq_trains_with_and_without_ground_truth_input():
     model = Seq2Seq(
-        input_dim=3, input_length=5, hidden_dim=4, output_length=4,
-        output_dim=2, depth=2, teacher_force=True,
+        input_dim=3,
+        input_length=5,
+        hidden_dim=4,
+        output_length=4,
+        output_dim=2,
+        depth=2,
+        teacher_force=True,
     )
     model.compile(loss="mse", optimizer="rmsprop")
     x, y = _rand(4, 5, 3), _rand(4, 4, 2, seed=1)
@@ -161,14 +170,24 @@ def test_positional_parameter_names_match_the_reference():
         return list(inspect.signature(cls.__init__).parameters)[1 : n + 1]
 
     assert names(SimpleSeq2Seq, 5) == [
-        "output_dim", "output_length", "hidden_dim", "input_shape", "batch_size",
+        "output_dim",
+        "output_length",
+        "hidden_dim",
+        "input_shape",
+        "batch_size",
     ]
     assert names(Seq2Seq, 5) == [
-        "output_dim", "output_length", "batch_input_shape", "input_shape",
+        "output_dim",
+        "output_length",
+        "batch_input_shape",
+        "input_shape",
         "batch_size",
     ]
     assert names(AttentionSeq2Seq, 5) == [
-        "output_dim", "output_length", "batch_input_shape", "batch_size",
+        "output_dim",
+        "output_length",
+        "batch_input_shape",
+        "batch_size",
         "input_shape",
     ]
 
@@ -186,8 +205,13 @@ def test_hidden_dim_defaults_to_output_dim():
     "shape_kwargs, expected",
     [
         (
-            dict(batch_input_shape=(None, 7, 5), input_shape=(6, 4), batch_size=2,
-                 input_dim=3, input_length=2),
+            dict(
+                batch_input_shape=(None, 7, 5),
+                input_shape=(6, 4),
+                batch_size=2,
+                input_dim=3,
+                input_length=2,
+            ),
             (None, 7, 5),
         ),
         (
@@ -201,8 +225,15 @@ def test_hidden_dim_defaults_to_output_dim():
         (dict(batch_input_shape=[None, 7, 5], input_dim=3), (None, 7, 5)),
         (dict(input_shape=[6, 4], input_dim=3), (None, 6, 4)),
     ],
-    ids=["bis-wins", "input_shape-wins", "input_shape-no-batch", "input_dim",
-         "input_dim-only", "bis-list", "input_shape-list"],
+    ids=[
+        "bis-wins",
+        "input_shape-wins",
+        "input_shape-no-batch",
+        "input_dim",
+        "input_dim-only",
+        "bis-list",
+        "input_shape-list",
+    ],
 )
 def test_shape_precedence(shape_kwargs, expected):
     batch = expected[0] or 2
@@ -220,8 +251,9 @@ def test_shape_precedence(shape_kwargs, expected):
 
 def test_depth_accepts_a_list():
     for cls in MODEL_CLASSES:
-        model = cls(input_dim=3, hidden_dim=4, output_length=4, output_dim=2,
-                    depth=[2, 3])
+        model = cls(
+            input_dim=3, hidden_dim=4, output_length=4, output_dim=2, depth=[2, 3]
+        )
         directions = 2 if cls is AttentionSeq2Seq else 1
         assert len(model.encoder.cells) == 2 * directions, cls.__name__
         assert len(model.decoder.cells) == 3, cls.__name__
@@ -230,8 +262,9 @@ def test_depth_accepts_a_list():
 
 def test_input_length_none_accepts_any_length():
     for cls in MODEL_CLASSES:
-        model = cls(input_dim=3, input_length=None, hidden_dim=4, output_length=4,
-                    output_dim=2)
+        model = cls(
+            input_dim=3, input_length=None, hidden_dim=4, output_length=4, output_dim=2
+        )
         assert model._batch_input_shape[1] is None, cls.__name__
         short = _predict(model, _rand(3, 5, 3))
         long = _predict(model, _rand(3, 9, 3))
@@ -263,12 +296,20 @@ def test_imports_and_model_base_class():
 @pytest.mark.parametrize("broadcast_state", [False, True], ids=["nobc", "bc"])
 @pytest.mark.parametrize("peek", [False, True], ids=["nopeek", "peek"])
 @pytest.mark.parametrize("depth", [1, 3, (2, 3)], ids=["d1", "d3", "d2-3"])
-def test_seq2seq_flag_grid(depth, peek, broadcast_state, inner_broadcast_state,
-                           teacher_force):
+def test_seq2seq_flag_grid(
+    depth, peek, broadcast_state, inner_broadcast_state, teacher_force
+):
     model = Seq2Seq(
-        input_dim=3, input_length=5, hidden_dim=4, output_length=4, output_dim=2,
-        depth=depth, peek=peek, broadcast_state=broadcast_state,
-        inner_broadcast_state=inner_broadcast_state, teacher_force=teacher_force,
+        input_dim=3,
+        input_length=5,
+        hidden_dim=4,
+        output_length=4,
+        output_dim=2,
+        depth=depth,
+        peek=peek,
+        broadcast_state=broadcast_state,
+        inner_broadcast_state=inner_broadcast_state,
+        teacher_force=teacher_force,
     )
     encoder_depth, decoder_depth = (depth, depth) if isinstance(depth, int) else depth
     assert len(model.encoder.cells) == encoder_depth
@@ -325,7 +366,8 @@ def test_save_load_and_config_round_trip(case, tmp_path):
     for a, b in zip(model.weights, restored.weights):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
     np.testing.assert_allclose(
-        _predict(restored, x, batch_size=4), _predict(model, x, batch_size=4),
+        _predict(restored, x, batch_size=4),
+        _predict(model, x, batch_size=4),
         atol=1e-6,
     )
 
@@ -417,19 +459,28 @@ def test_inside_a_functional_model_with_embedding():
 
 
 MASK_CASES = {
-    "simple": lambda: SimpleSeq2Seq(input_dim=5, hidden_dim=8, output_length=3,
-                                    output_dim=4, depth=2),
-    "seq2seq": lambda: Seq2Seq(input_dim=5, hidden_dim=8, output_length=3,
-                               output_dim=4, depth=2, peek=True),
+    "simple": lambda: SimpleSeq2Seq(
+        input_dim=5, hidden_dim=8, output_length=3, output_dim=4, depth=2
+    ),
+    "seq2seq": lambda: Seq2Seq(
+        input_dim=5, hidden_dim=8, output_length=3, output_dim=4, depth=2, peek=True
+    ),
     "seq2seq_own_states": lambda: Seq2Seq(
-        input_dim=5, hidden_dim=8, output_length=3, output_dim=4, depth=2,
+        input_dim=5,
+        hidden_dim=8,
+        output_length=3,
+        output_dim=4,
+        depth=2,
         inner_broadcast_state=False,
     ),
     "attention_bidirectional": lambda: AttentionSeq2Seq(
         input_dim=5, hidden_dim=8, output_length=3, output_dim=4, depth=2
     ),
     "attention_unidirectional": lambda: AttentionSeq2Seq(
-        input_dim=5, hidden_dim=8, output_length=3, output_dim=4,
+        input_dim=5,
+        hidden_dim=8,
+        output_length=3,
+        output_dim=4,
         bidirectional=False,
     ),
 }
@@ -459,16 +510,23 @@ def test_mask_zero_padding_does_not_change_the_output(case):
 
 @pytest.mark.parametrize("cls", MODEL_CLASSES, ids=CLASS_IDS)
 def test_dropout_only_in_training(cls):
-    kwargs = dict(input_dim=3, input_length=5, hidden_dim=4, output_length=3,
-                  output_dim=2, depth=2)
+    kwargs = dict(
+        input_dim=3,
+        input_length=5,
+        hidden_dim=4,
+        output_length=3,
+        output_dim=2,
+        depth=2,
+    )
     model = cls(dropout=0.5, **kwargs)
     reference = cls(dropout=0.0, **kwargs)
     reference.set_weights(model.get_weights())
     x = _rand(4, 5, 3)
     inference = to_numpy(model(x, training=False))
     np.testing.assert_array_equal(to_numpy(model(x, training=False)), inference)
-    np.testing.assert_allclose(inference, to_numpy(reference(x, training=False)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        inference, to_numpy(reference(x, training=False)), atol=1e-6
+    )
     np.testing.assert_allclose(_predict(model, x), inference, atol=1e-6)
     training = to_numpy(model(x, training=True))
     assert training.shape == inference.shape
@@ -490,8 +548,14 @@ def test_dropout_only_in_training(cls):
     ids=["simple", "seq2seq", "seq2seq-own", "attention"],
 )
 def test_unroll_gives_the_same_predictions(cls, kwargs):
-    common = dict(input_dim=3, input_length=5, hidden_dim=4, output_length=4,
-                  output_dim=2, **kwargs)
+    common = dict(
+        input_dim=3,
+        input_length=5,
+        hidden_dim=4,
+        output_length=4,
+        output_dim=2,
+        **kwargs,
+    )
     unrolled = cls(unroll=True, **common)
     rolled = cls(unroll=False, **common)
     rolled.set_weights(unrolled.get_weights())
@@ -512,7 +576,10 @@ STATEFUL_CASES = {
 @pytest.mark.parametrize("case", sorted(STATEFUL_CASES))
 def test_stateful_carries_state_until_reset(case):
     model = STATEFUL_CASES[case](
-        batch_input_shape=(4, 6, 3), hidden_dim=4, output_length=3, output_dim=2,
+        batch_input_shape=(4, 6, 3),
+        hidden_dim=4,
+        output_length=3,
+        output_dim=2,
         stateful=True,
     )
     x = _rand(4, 6, 3)
@@ -569,16 +636,23 @@ BAD_ARGUMENTS = [
     ("dropout=-0.1", dict(dropout=-0.1), r"dropout=-0\.1"),
     ("stateful-no-batch", dict(stateful=True), r"stateful"),
     ("unroll-no-length", dict(unroll=True), r"unroll.*input_length"),
-    ("bad-activation", dict(output_activation="not_an_activation"),
-     r"output_activation='not_an_activation'"),
-    ("batch_input_shape-rank", dict(batch_input_shape=(7, 3)),
-     r"batch_input_shape=\(7, 3\)"),
+    (
+        "bad-activation",
+        dict(output_activation="not_an_activation"),
+        r"output_activation='not_an_activation'",
+    ),
+    (
+        "batch_input_shape-rank",
+        dict(batch_input_shape=(7, 3)),
+        r"batch_input_shape=\(7, 3\)",
+    ),
     ("input_shape-rank", dict(input_shape=(2, 7, 3)), r"input_shape=\(2, 7, 3\)"),
 ]
 
 
 @pytest.mark.parametrize(
-    "overrides, match", [case[1:] for case in BAD_ARGUMENTS],
+    "overrides, match",
+    [case[1:] for case in BAD_ARGUMENTS],
     ids=[case[0] for case in BAD_ARGUMENTS],
 )
 def test_bad_arguments_raise_value_error(overrides, match):
@@ -587,8 +661,6 @@ def test_bad_arguments_raise_value_error(overrides, match):
     for cls in MODEL_CLASSES:
         with pytest.raises(ValueError, match=match):
             cls(**kwargs)
-
-
 
 
 def _small(cls, **kwargs):
@@ -627,8 +699,13 @@ def _check_fixed_length(cls):
 
 
 def _check_stateful_batch_size(cls):
-    model = cls(batch_input_shape=(4, 6, 3), hidden_dim=4, output_length=4,
-                output_dim=2, stateful=True)
+    model = cls(
+        batch_input_shape=(4, 6, 3),
+        hidden_dim=4,
+        output_length=4,
+        output_dim=2,
+        stateful=True,
+    )
     assert _predict(model, _rand(4, 6, 3), batch_size=4).shape == (4, 4, 2)
     with pytest.raises(ValueError, match=r"batch_size=4.*\b3\b"):
         _predict(model, _rand(3, 6, 3), batch_size=3)
@@ -662,13 +739,16 @@ def test_bad_data_raises_value_error(case):
 
 @pytest.mark.parametrize(
     "target_shape, match",
-    [((4, 5, 2), r"output_length.*\(4, 5, 2\)"),
-     ((4, 4, 3), r"output_dim.*\(4, 4, 3\)")],
+    [
+        ((4, 5, 2), r"output_length.*\(4, 5, 2\)"),
+        ((4, 4, 3), r"output_dim.*\(4, 4, 3\)"),
+    ],
     ids=["output_length", "output_dim"],
 )
 def test_teacher_forced_fit_rejects_wrong_targets(target_shape, match):
-    model = Seq2Seq(input_dim=3, hidden_dim=4, output_length=4, output_dim=2,
-                    teacher_force=True)
+    model = Seq2Seq(
+        input_dim=3, hidden_dim=4, output_length=4, output_dim=2, teacher_force=True
+    )
     x, y = _rand(4, 6, 3), _rand(*target_shape)
     with pytest.raises(ValueError, match=match):
         model.fit([x, y], y, epochs=1, verbose=0)

@@ -13,9 +13,9 @@ class BahdanauAttention(keras.layers.Layer):
     """Additive attention: `score(s, h_j) = v . tanh(W h_j + U s + b)`.
 
     The decoder calls it once per output step with its previous state `s`
-    (its top layer's previous output) as the query, so the weights change from step to step. The key term
-    `W h_j` does not depend on the step: `project_keys` computes it once per
-    sequence and every step reuses it.
+    (its top layer's previous output) as the query, so the weights change
+    from step to step. The key term `W h_j` does not depend on the step:
+    `project_keys` computes it once per sequence and every step reuses it.
 
     References:
         Bahdanau, Cho and Bengio, "Neural Machine Translation by Jointly

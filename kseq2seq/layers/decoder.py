@@ -141,8 +141,7 @@ class RecurrentDecoder(keras.layers.Layer):
         batch_size, context_dim = context_shape[0], context_shape[-1]
         if self.attention is not None and memory_shape is None:
             raise ValueError(
-                "A decoder with attention needs the encoder outputs: "
-                "pass `memory`."
+                "A decoder with attention needs the encoder outputs: pass `memory`."
             )
         self._segments = self._input_segments(context_dim, memory_shape)
         input_width = self._input_width()
@@ -231,9 +230,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 bottom, "context", context, bottom_mask
             )
 
-        teacher_forcing = (
-            self.feedback and training and ground_truth is not None
-        )
+        teacher_forcing = self.feedback and training and ground_truth is not None
         start = None
         if self.feedback:
             start = self.start_projection(context)

@@ -212,9 +212,7 @@ class RecurrentEncoder(keras.layers.Layer):
                     states.append(state)
                     final_runs.append(state)
                 x = self._merge_directions(outputs)
-                finals.append(
-                    [self._merge_directions(parts) for parts in zip(*states)]
-                )
+                finals.append([self._merge_directions(parts) for parts in zip(*states)])
             sequence = x
         if self.stateful:
             flat = [tensor for state in final_runs for tensor in state]

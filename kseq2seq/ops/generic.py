@@ -96,8 +96,7 @@ class GRUKernel(RecurrentKernel):
             z = cell.recurrent_activation(x_z + inner[..., :units])
             r = cell.recurrent_activation(x_r + inner[..., units:])
             hh = cell.activation(
-                x_h
-                + ops.matmul(r * h_tm1, cell.recurrent_kernel[:, 2 * units :])
+                x_h + ops.matmul(r * h_tm1, cell.recurrent_kernel[:, 2 * units :])
             )
         h = z * h_tm1 + (1 - z) * hh
         return h, [h]
