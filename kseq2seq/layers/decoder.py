@@ -22,7 +22,10 @@ class RecurrentDecoder(keras.layers.Layer):
       fed at step 0, the *start value*, is a learned projection of the
       context, `y(-1) = W_s C + b_s`. Under teacher forcing (`ground_truth`
       given and `training=True`) step `t` reads the true `y(t-1)` instead,
-      and step 0 still the start value.
+      and step 0 still the start value. A token decoder (`embedding_dim`
+      set) feeds back the embedding of the previous token instead: the
+      predicted one (argmax) when running free, the true one under teacher
+      forcing, and `start_id` at step 0.
     - `peek`: the context vector `C`, the same at every step (Cho et al.
       2014; without feedback this is the "repeat the context" decoder).
     - `attention_units`: an additive attention context over the encoder
@@ -51,8 +54,19 @@ class RecurrentDecoder(keras.layers.Layer):
         dropout: float in `[0, 1)`. Dropout on every layer's input, one mask
             per sequence. Defaults to `0.0`.
         output_activation: activation of the head. Defaults to `None`
-            (linear).
-        seed: int. Seed of the dropout masks. Defaults to `None`.
+            (linear). A token decoder always uses a softmax.
+        embedding_dim: int or `None`. Makes this a token decoder over a
+            vocabulary of `output_dim` ids, each fed back through an
+            embedding of this width. Defaults to `None` (vector outputs).
+        start_id: int. Token fed at step 0 by a token decoder. Defaults to
+            `1`.
+        end_id: int. Token that ends a sequence in `generate`. Defaults to
+            `2`.
+        sampling_probability: float in `[0, 1)`. Scheduled sampling: under
+            teacher forcing, the probability that a step reads the model's
+            own previous prediction instead of the truth. Defaults to `0.0`.
+        seed: int. Seed of the dropout masks and sampling. Defaults to
+            `None`.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -64,14 +78,16 @@ class RecurrentDecoder(keras.layers.Layer):
             attention.
         memory_mask: optional boolean `(batch, time)`; padded positions get
             no attention.
-        ground_truth: optional `(batch, output_length, output_dim)` targets
-            for teacher forcing; used only when `training=True`.
+        ground_truth: optional targets for teacher forcing, used only when
+            `training=True`: `(batch, output_length, output_dim)` vectors,
+            or `(batch, output_length)` ids for a token decoder.
         training: bool. Enables dropout and teacher forcing.
         return_attention_weights: bool. Also return the attention weights.
 
     Returns:
-        `(batch, output_length, output_dim)`; with `return_attention_weights`
-        a tuple of that and the `(batch, output_length, time)` weights.
+        `(batch, output_length, output_dim)` outputs (probabilities for a
+        token decoder); with `return_attention_weights` a tuple of that and
+        the `(batch, output_length, time)` weights.
 
     Example:
 
@@ -93,6 +109,10 @@ class RecurrentDecoder(keras.layers.Layer):
         shared_state=False,
         dropout=0.0,
         output_activation=None,
+        embedding_dim=None,
+        start_id=1,
+        end_id=2,
+        sampling_probability=0.0,
         seed=None,
         **kwargs,
     ):
@@ -113,21 +133,35 @@ class RecurrentDecoder(keras.layers.Layer):
         self.attention_units = attention_units
         self.shared_state = shared_state
         self.dropout = dropout
-        self.output_activation = keras.activations.get(output_activation)
+        self.embedding_dim = embedding_dim
+        self.start_id = start_id
+        self.end_id = end_id
+        self.sampling_probability = sampling_probability
         self.seed = seed
+        self.tokens = embedding_dim is not None
+        self.output_activation = keras.activations.get(
+            "softmax" if self.tokens else output_activation
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.cells = [
             make_cell(cell, units, f"layer_{layer}", self.dtype_policy)
             for layer in range(depth)
         ]
+        # A token decoder keeps the head linear (logits) and applies the
+        # softmax itself, so decoding can work with log-probabilities.
         self.head = keras.layers.Dense(
             output_dim,
-            activation=self.output_activation,
+            activation=None if self.tokens else self.output_activation,
             name="head",
             dtype=self.dtype_policy,
         )
+        self.embedding = None
         self.start_projection = None
-        if feedback:
+        if self.tokens:
+            self.embedding = keras.layers.Embedding(
+                output_dim, embedding_dim, name="embedding", dtype=self.dtype_policy
+            )
+        elif feedback:
             self.start_projection = keras.layers.Dense(
                 output_dim, name="start_projection", dtype=self.dtype_policy
             )
@@ -137,18 +171,25 @@ class RecurrentDecoder(keras.layers.Layer):
                 attention_units, name="attention", dtype=self.dtype_policy
             )
 
+    @property
+    def readout_width(self):
+        return self.embedding_dim if self.tokens else self.output_dim
+
     def build(self, context_shape, memory_shape=None):
-        batch_size, context_dim = context_shape[0], context_shape[-1]
+        batch_size = context_shape[0]
         if self.attention is not None and memory_shape is None:
             raise ValueError(
-                "A decoder with attention needs the encoder outputs: pass `memory`."
+                "A decoder with attention needs the encoder outputs: "
+                "pass `memory`."
             )
-        self._segments = self._input_segments(context_dim, memory_shape)
-        input_width = self._input_width()
+        self._segments = self._input_segments(context_shape[-1], memory_shape)
         for layer, cell in enumerate(self.cells):
             if not cell.built:
-                cell.build((batch_size, input_width if layer == 0 else self.units))
+                width = self._input_width() if layer == 0 else self.units
+                cell.build((batch_size, width))
         self.head.build((batch_size, self.units))
+        if self.embedding is not None:
+            self.embedding.build((batch_size,))
         if self.start_projection is not None:
             self.start_projection.build(context_shape)
         if self.attention is not None:
@@ -158,7 +199,7 @@ class RecurrentDecoder(keras.layers.Layer):
         """Row ranges of the bottom layer's kernel for each input part."""
         widths = []
         if self.feedback:
-            widths.append(("readout", self.output_dim))
+            widths.append(("readout", self.readout_width))
         if self.peek:
             widths.append(("context", context_dim))
         if self.attention is not None:
@@ -191,12 +232,130 @@ class RecurrentDecoder(keras.layers.Layer):
             for width in widths
         ]
 
-    def _project_part(self, kernel, name, value, bottom_mask):
+    def _kernels(self):
+        return [kernels.kernel_for(cell) for cell in self.cells]
+
+    def _project_part(self, name, value, bottom_mask=None):
         """Projects one part of the bottom layer's input, without bias."""
         start, stop = self._segments[name]
         if bottom_mask is not None:
             value = value * bottom_mask[..., start:stop]
-        return kernel.project(value, start, stop, use_bias=False)
+        bottom = kernels.kernel_for(self.cells[0])
+        return bottom.project(value, start, stop, use_bias=False)
+
+    # Decoding state: everything a step needs, as a dict of tensors whose
+    # first axis is the batch, so a beam search can repeat and reorder it.
+
+    def initial_decoding_state(
+        self, context, initial_state=None, memory=None, memory_mask=None, masks=None
+    ):
+        """The state a decoding loop starts from.
+
+        Returns a dict of batch-first tensors (and `None`s): the recurrent
+        states, the attention query, the bottom layer's projection of the
+        inputs that do not change over time (bias and peeked context) and,
+        with attention, the encoder outputs, their mask and their keys.
+        """
+        batch_size = ops.shape(context)[0]
+        dtype = context.dtype
+        bottom = kernels.kernel_for(self.cells[0])
+        states = self._initial_states(initial_state, batch_size, dtype)
+        static = ops.zeros((batch_size, bottom.cell.kernel.shape[-1]), dtype)
+        if bottom.input_bias() is not None:
+            static = static + bottom.input_bias()
+        if self.peek:
+            static = static + self._project_part(
+                "context", context, None if masks is None else masks[0]
+            )
+        state = {
+            "states": states,
+            # The attention query is the top layer's previous output, which
+            # for these cells is the first entry of its state.
+            "query": states[-1][0],
+            "static": static,
+        }
+        if self.attention is not None:
+            state["memory"] = memory
+            state["memory_mask"] = memory_mask
+            state["keys"] = self.attention.project_keys(memory)
+        return state
+
+    def start_readout(self, context):
+        """The readout fed at step 0: start token embedding or start value."""
+        if self.tokens:
+            batch_size = ops.shape(context)[0]
+            return self.embedding(ops.full((batch_size,), self.start_id, "int32"))
+        return self.start_projection(context)
+
+    def _step(self, projected_readout, state, masks=None):
+        """One step from the projection of the readout. Returns
+        `(top_output, new_state, attention_weights)`."""
+        projected = state["static"]
+        if projected_readout is not None:
+            projected = projected + projected_readout
+        weights = None
+        if self.attention is not None:
+            attended, weights = self.attention(
+                state["query"],
+                state["keys"],
+                state["memory"],
+                memory_mask=state["memory_mask"],
+            )
+            projected = projected + self._project_part(
+                "attention", attended, None if masks is None else masks[0]
+            )
+        states = state["states"]
+        top, new_states = kernels.step_stack(
+            self._kernels(),
+            projected,
+            states[0] if self.shared_state else states,
+            self.shared_state,
+            masks,
+        )
+        new_state = dict(state)
+        new_state["states"] = [new_states] if self.shared_state else new_states
+        new_state["query"] = top
+        return top, new_state, weights
+
+    def decode_step(self, previous, state):
+        """One inference step, for decoding loops such as beam search.
+
+        Args:
+            previous: the previous token ids `(batch,)` of a token decoder,
+                or the previous output `(batch, output_dim)` (the start
+                value from `start_readout` at step 0).
+            state: from `initial_decoding_state` or the previous step.
+
+        Returns:
+            `(output, new_state)`: log-probabilities `(batch, output_dim)`
+            for a token decoder, the output vector otherwise.
+        """
+        readout = self.embedding(previous) if self.tokens else previous
+        projected = self._project_part("readout", readout) if self.feedback else None
+        top, new_state, _ = self._step(projected, state)
+        if self.tokens:
+            return ops.log_softmax(self.head(top), axis=-1), new_state
+        return self.head(top), new_state
+
+    def _outputs(self, top):
+        """Head outputs: probabilities for a token decoder."""
+        outputs = self.head(top)
+        return ops.softmax(outputs, axis=-1) if self.tokens else outputs
+
+    def _feedback(self, outputs):
+        """What a free-running step feeds back from its outputs."""
+        if self.tokens:
+            return self.embedding(ops.argmax(outputs, axis=-1))
+        return outputs
+
+    def _true_readouts(self, context, ground_truth):
+        """Readouts under teacher forcing: start, then the truth shifted."""
+        start = self.start_readout(context)[:, None]
+        if self.tokens:
+            previous = self.embedding(ops.cast(ground_truth[:, :-1], "int32"))
+        else:
+            previous = ground_truth[:, :-1]
+        return ops.concatenate([start, ops.cast(previous, start.dtype)], axis=1)
 
     def call(
         self,
@@ -213,62 +372,75 @@ class RecurrentDecoder(keras.layers.Layer):
                 "`return_attention_weights=True` needs a decoder with attention."
             )
         batch_size = ops.shape(context)[0]
-        dtype = context.dtype
-        cell_kernels = [kernels.kernel_for(cell) for cell in self.cells]
-        bottom = cell_kernels[0]
-        states = self._initial_states(initial_state, batch_size, dtype)
-        masks = self._dropout_masks(batch_size, dtype, training)
+        masks = self._dropout_masks(batch_size, context.dtype, training)
         bottom_mask = None if masks is None else masks[0]
-
-        # The bottom layer's input projection, split by input part: the bias
-        # and the context do not change over time and are projected once.
-        static = ops.zeros((batch_size, bottom.cell.kernel.shape[-1]), dtype)
-        if bottom.input_bias() is not None:
-            static = static + bottom.input_bias()
-        if self.peek:
-            static = static + self._project_part(
-                bottom, "context", context, bottom_mask
-            )
-
-        teacher_forcing = self.feedback and training and ground_truth is not None
-        start = None
-        if self.feedback:
-            start = self.start_projection(context)
-        readout_projection = None
-        if teacher_forcing:
-            readouts = ops.concatenate(
-                [start[:, None, :], ground_truth[:, :-1, :]], axis=1
-            )
-            readout_projection = self._project_part(
-                bottom,
-                "readout",
-                readouts,
-                None if bottom_mask is None else bottom_mask[:, None, :],
-            )
-
-        if self.attention is None and (teacher_forcing or not self.feedback):
-            outputs = self._run_layers(
-                cell_kernels, static, readout_projection, states, masks
-            )
-            return self.head(outputs)
-        return self._run_steps(
-            cell_kernels,
-            static,
-            readout_projection,
-            start,
-            states,
-            masks,
-            memory,
-            memory_mask,
-            return_attention_weights,
+        state = self.initial_decoding_state(
+            context, initial_state, memory, memory_mask, masks
         )
+        teacher_forcing = bool(self.feedback and training and ground_truth is not None)
+        true_readouts = None
+        if teacher_forcing:
+            true_readouts = self._true_readouts(context, ground_truth)
+        sampling = teacher_forcing and self.sampling_probability > 0
 
-    def _run_layers(self, cell_kernels, static, readout_projection, states, masks):
-        """Every step's input is known: run each layer over the sequence."""
-        if readout_projection is not None:
-            projected = static[:, None, :] + readout_projection
+        if self.attention is None and not sampling and (
+            teacher_forcing or not self.feedback
+        ):
+            outputs = self._run_layers(state, true_readouts, masks)
+            return self._outputs(outputs)
+
+        readout_mask = None if bottom_mask is None else bottom_mask[:, None, :]
+        projected_truth = None
+        if teacher_forcing and not sampling:
+            # Known in advance: projected for all steps at once.
+            projected_truth = self._project_part("readout", true_readouts, readout_mask)
+        readout = self.start_readout(context) if self.feedback else None
+        tops, outputs, attention_weights = [], [], []
+        for t in range(self.output_length):
+            projected = None
+            if projected_truth is not None:
+                projected = projected_truth[:, t]
+            elif self.feedback:
+                if sampling:
+                    truth = true_readouts[:, t]
+                    if t > 0:
+                        own = readout
+                        coins = keras.random.uniform(
+                            (batch_size, 1), seed=self.seed_generator
+                        )
+                        truth = ops.where(
+                            coins < self.sampling_probability, own, truth
+                        )
+                    readout = truth
+                projected = self._project_part("readout", readout, bottom_mask)
+            top, state, weights = self._step(projected, state, masks)
+            attention_weights.append(weights)
+            if self.feedback and projected_truth is None:
+                output = self._outputs(top)
+                outputs.append(output)
+                readout = self._feedback(output)
+            else:
+                tops.append(top)
+        if outputs:
+            result = ops.stack(outputs, axis=1)
         else:
-            projected = ops.repeat(static[:, None, :], self.output_length, axis=1)
+            result = self._outputs(ops.stack(tops, axis=1))
+        if return_attention_weights:
+            return result, ops.stack(attention_weights, axis=1)
+        return result
+
+    def _run_layers(self, state, true_readouts, masks):
+        """Every step's input is known: run each layer over the sequence."""
+        cell_kernels = self._kernels()
+        static = state["static"][:, None, :]
+        if true_readouts is not None:
+            readout_mask = None if masks is None else masks[0][:, None, :]
+            projected = static + self._project_part(
+                "readout", true_readouts, readout_mask
+            )
+        else:
+            projected = ops.repeat(static, self.output_length, axis=1)
+        states = state["states"]
         if self.shared_state:
             stack = kernels.SharedStateStack(cell_kernels, masks)
             outputs, _ = kernels.run_sequence(stack, projected, states[0])
@@ -279,63 +451,6 @@ class RecurrentDecoder(keras.layers.Layer):
                     outputs = outputs * masks[layer][:, None, :]
                 projected = kernel.project(outputs)
             outputs, _ = kernels.run_sequence(kernel, projected, states[layer])
-        return outputs
-
-    def _run_steps(
-        self,
-        cell_kernels,
-        static,
-        readout_projection,
-        start,
-        states,
-        masks,
-        memory,
-        memory_mask,
-        return_attention_weights,
-    ):
-        """Step by step: a step's input depends on the previous step."""
-        bottom = cell_kernels[0]
-        bottom_mask = None if masks is None else masks[0]
-        free_running = self.feedback and readout_projection is None
-        if self.attention is not None:
-            keys = self.attention.project_keys(memory)
-        states = states[0] if self.shared_state else states
-        # The attention query is the top layer's previous output, which for
-        # these cells is the first entry of its state.
-        query = states[0] if self.shared_state else states[-1][0]
-        readout = start
-        top_outputs, readouts, attention_weights = [], [], []
-        for t in range(self.output_length):
-            projected = static
-            if self.feedback:
-                if free_running:
-                    projected = projected + self._project_part(
-                        bottom, "readout", readout, bottom_mask
-                    )
-                else:
-                    projected = projected + readout_projection[:, t]
-            if self.attention is not None:
-                attended, weights = self.attention(
-                    query, keys, memory, memory_mask=memory_mask
-                )
-                attention_weights.append(weights)
-                projected = projected + self._project_part(
-                    bottom, "attention", attended, bottom_mask
-                )
-            query, states = kernels.step_stack(
-                cell_kernels, projected, states, self.shared_state, masks
-            )
-            if free_running:
-                readout = self.head(query)
-                readouts.append(readout)
-            else:
-                top_outputs.append(query)
-        if free_running:
-            outputs = ops.stack(readouts, axis=1)
-        else:
-            outputs = self.head(ops.stack(top_outputs, axis=1))
-        if return_attention_weights:
-            return outputs, ops.stack(attention_weights, axis=1)
         return outputs
 
     def compute_output_shape(self, context_shape, memory_shape=None):
@@ -358,6 +473,10 @@ class RecurrentDecoder(keras.layers.Layer):
                 "output_activation": keras.activations.serialize(
                     self.output_activation
                 ),
+                "embedding_dim": self.embedding_dim,
+                "start_id": self.start_id,
+                "end_id": self.end_id,
+                "sampling_probability": self.sampling_probability,
                 "seed": self.seed,
             }
         )
