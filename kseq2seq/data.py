@@ -1,9 +1,16 @@
-"""Toy sequence tasks for examples, tests and quick experiments.
+"""Toy sequence tasks, text tasks and a vocabulary for examples and tests.
 
-Each generator returns NumPy arrays ready for `fit`, drawn from its own
-`numpy.random.Generator`, so the same `seed` always gives the same data.
+Each generator draws from its own `numpy.random.Generator`, so the same
+`seed` always gives the same data. `reverse_task` and `copy_task` return
+NumPy arrays ready for `fit`; the text tasks (`date_task`, `addition_task`)
+return lists of strings, which a `Vocabulary` turns into padded id arrays.
 """
 
+import collections
+import datetime
+import json
+
+import keras
 import numpy as np
 
 
@@ -63,3 +70,524 @@ def copy_task(num_samples, length, num_symbols=10, seed=None):
     """
     x = one_hot(_symbols(num_samples, length, num_symbols, seed), num_symbols)
     return x, x.copy()
+
+
+def _check_int(name, value, minimum, maximum=None):
+    # `bool` is an `int` subclass, but `True` samples is surely a mistake.
+    valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    valid = valid and value >= minimum and (maximum is None or value <= maximum)
+    if not valid:
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(
+            f"`{name}` must be an int {bounds}. Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="kseq2seq")
+class Vocabulary:
+    """Maps strings to padded integer id arrays and back, per char or word.
+
+    Ids `0` to `3` are reserved: `PAD = 0` fills sequences up to a common
+    length, `START = 1` and `END = 2` mark where a sequence begins and ends,
+    and `UNKNOWN = 3` stands for every token that is not in the vocabulary.
+    The real tokens take ids `4, 5, ...` in the order of `tokens`, so
+    `len(vocab)` (reserved ids included) is the vocabulary size to give a
+    model, and PAD being `0` lets it be masked as usual.
+
+    At `level="char"` every character is a token (spaces included), so
+    `decode(encode(texts))` gives `texts` back whenever all their characters
+    are known. At `level="word"` texts are split on runs of whitespace and
+    decoded with a single space between words.
+
+    A `Vocabulary` is registered with Keras serialization, so
+    `keras.saving.serialize_keras_object` stores it (for example inside a
+    model's `get_config()`) and `keras.saving.deserialize_keras_object`
+    restores it; `save` and `load` keep it in a JSON file beside a model.
+
+    Args:
+        tokens: The real tokens, in id order, as unique strings: single
+            characters at `level="char"`, non-empty strings without
+            whitespace at `level="word"`. `None` for none.
+        level: `"char"` or `"word"`.
+
+    Example:
+
+    >>> vocab = Vocabulary.from_texts(["hello", "world"])
+    >>> len(vocab), vocab.tokens
+    (11, ['l', 'o', 'h', 'e', 'w', 'r', 'd'])
+    >>> ids = vocab.encode(["hello", "hold!"], add_end=True)
+    >>> ids.tolist()
+    [[6, 7, 4, 4, 5, 2], [6, 5, 4, 10, 3, 2]]
+    >>> vocab.decode(ids)
+    ['hello', 'hold⁇']
+    >>> words = Vocabulary(["one", "two"], level="word")
+    >>> words.encode("two  one", add_start=True).tolist()
+    [1, 5, 4]
+    >>> words.decode([1, 5, 4, 2, 4, 0])
+    'two one'
+    """
+
+    PAD = 0
+    START = 1
+    END = 2
+    UNKNOWN = 3
+    UNKNOWN_TOKEN = "\u2047"
+    """What `decode` writes for `UNKNOWN`: "⁇", one visible character."""
+
+    # How `decode(..., strip=False)` shows the other reserved ids.
+    _RESERVED_MARKERS = ("<pad>", "<start>", "<end>", UNKNOWN_TOKEN)
+    _LEVELS = ("char", "word")
+
+    def __init__(self, tokens=None, level="char"):
+        if level not in self._LEVELS:
+            raise ValueError(
+                f"`level` must be one of {self._LEVELS}. Received: level={level!r}"
+            )
+        tokens = [] if tokens is None else list(tokens)
+        for token in tokens:
+            if not isinstance(token, str):
+                raise ValueError(f"`tokens` must be strings. Received: token={token!r}")
+            if level == "char" and len(token) != 1:
+                raise ValueError(
+                    "`tokens` must be single characters at level='char'. "
+                    f"Received: token={token!r}"
+                )
+            if level == "word" and (not token or token.split() != [token]):
+                raise ValueError(
+                    "`tokens` must be non-empty and free of whitespace at "
+                    f"level='word'. Received: token={token!r}"
+                )
+        if len(set(tokens)) != len(tokens):
+            repeated = [t for t, n in collections.Counter(tokens).items() if n > 1]
+            raise ValueError(
+                f"`tokens` must be unique. Received repeated tokens: {repeated!r}"
+            )
+        self._level = level
+        self._tokens = tuple(tokens)
+        first = len(self._RESERVED_MARKERS)
+        self._ids = {token: first + i for i, token in enumerate(self._tokens)}
+
+    @classmethod
+    def from_texts(cls, texts, level="char", max_size=None, min_count=1):
+        """Builds a vocabulary from the tokens of some texts.
+
+        Tokens are ordered by descending count, ties by first appearance,
+        so the same texts always give the same ids.
+
+        Args:
+            texts: An iterable of strings.
+            level: `"char"` or `"word"`.
+            max_size: The largest `len(vocab)`, reserved ids included (as
+                Keras' `max_tokens`), so at most `max_size - 4` real tokens
+                are kept, the most frequent. `None` for no limit.
+            min_count: Tokens that occur fewer times are left out.
+
+        Returns:
+            A `Vocabulary`.
+
+        Example:
+
+        >>> vocab = Vocabulary.from_texts(["a b b", "c b a"], level="word")
+        >>> vocab.tokens
+        ['b', 'a', 'c']
+        >>> Vocabulary.from_texts(["a b b", "c b a"], "word", max_size=5).tokens
+        ['b']
+        """
+        if level not in cls._LEVELS:
+            raise ValueError(
+                f"`level` must be one of {cls._LEVELS}. Received: level={level!r}"
+            )
+        if max_size is not None:
+            _check_int("max_size", max_size, len(cls._RESERVED_MARKERS))
+        _check_int("min_count", min_count, 1)
+        if isinstance(texts, str):
+            raise ValueError(
+                "`texts` must be an iterable of strings, not one string. "
+                f"Received: texts={texts!r}"
+            )
+        counts = collections.Counter()
+        for text in texts:
+            counts.update(cls._split(text, level))
+        # `sorted` is stable and a Counter keeps first-appearance order.
+        tokens = [t for t, n in sorted(counts.items(), key=lambda tn: -tn[1])]
+        tokens = [t for t in tokens if counts[t] >= min_count]
+        if max_size is not None:
+            tokens = tokens[: max_size - len(cls._RESERVED_MARKERS)]
+        return cls(tokens, level=level)
+
+    @staticmethod
+    def _split(text, level):
+        if not isinstance(text, str):
+            raise ValueError(f"`texts` must be strings. Received: text={text!r}")
+        return list(text) if level == "char" else text.split()
+
+    @property
+    def level(self):
+        """`"char"` or `"word"`."""
+        return self._level
+
+    @property
+    def tokens(self):
+        """The real tokens, in id order (the first has id 4), as a list."""
+        return list(self._tokens)
+
+    @property
+    def pad_id(self):
+        """The id that pads sequences, 0."""
+        return self.PAD
+
+    @property
+    def start_id(self):
+        """The id that marks the start of a sequence, 1."""
+        return self.START
+
+    @property
+    def end_id(self):
+        """The id that marks the end of a sequence, 2."""
+        return self.END
+
+    @property
+    def unknown_id(self):
+        """The id of every token outside the vocabulary, 3."""
+        return self.UNKNOWN
+
+    def __len__(self):
+        return len(self._RESERVED_MARKERS) + len(self._tokens)
+
+    def __contains__(self, token):
+        return token in self._ids
+
+    def __eq__(self, other):
+        if not isinstance(other, Vocabulary):
+            return NotImplemented
+        return (self._level, self._tokens) == (other._level, other._tokens)
+
+    def __hash__(self):
+        return hash((self._level, self._tokens))
+
+    def __repr__(self):
+        return f"<Vocabulary level={self._level!r} size={len(self)}>"
+
+    def token_to_id(self, token):
+        """The id of `token`, `UNKNOWN` (3) if it is not in the vocabulary."""
+        return self._ids.get(token, self.UNKNOWN)
+
+    def id_to_token(self, token_id):
+        """The token of an id; reserved ids give "<pad>", "<start>", "<end>", "⁇"."""
+        _check_int("token_id", token_id, 0, len(self) - 1)
+        reserved = len(self._RESERVED_MARKERS)
+        if token_id < reserved:
+            return self._RESERVED_MARKERS[token_id]
+        return self._tokens[token_id - reserved]
+
+    def encode(self, texts, max_length=None, add_start=False, add_end=False):
+        """Turns texts into a right-padded array of token ids.
+
+        Args:
+            texts: An iterable of strings, or one string.
+            max_length: The length of every row, START and END included.
+                `None` for the longest encoded text.
+            add_start: Whether to put `START` (1) before each text.
+            add_end: Whether to put `END` (2) after each text.
+
+        Returns:
+            An int32 array `(num_texts, max_length)`, rows padded with `PAD`
+            (0) on the right; `(max_length,)` for one string. Tokens that are
+            not in the vocabulary become `UNKNOWN` (3).
+
+        Raises:
+            ValueError: If a text is longer than `max_length`.
+
+        Example:
+
+        >>> vocab = Vocabulary(["a", "b"])
+        >>> vocab.encode(["ab", "b?"], max_length=5, add_start=True).tolist()
+        [[1, 4, 5, 0, 0], [1, 5, 3, 0, 0]]
+        """
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if max_length is not None:
+            _check_int("max_length", max_length, 0)
+        prefix = [self.START] if add_start else []
+        suffix = [self.END] if add_end else []
+        rows = [
+            prefix
+            + [self.token_to_id(t) for t in self._split(text, self._level)]
+            + suffix
+            for text in texts
+        ]
+        longest = max(map(len, rows), default=0)
+        if max_length is None:
+            max_length = longest
+        elif longest > max_length:
+            index = next(i for i, row in enumerate(rows) if len(row) > max_length)
+            raise ValueError(
+                "`max_length` must be at least the encoded length of every "
+                f"text, START and END included; text {index} "
+                f"({texts[index]!r}) has length {len(rows[index])}. "
+                f"Received: max_length={max_length!r}"
+            )
+        ids = np.full((len(rows), max_length), self.PAD, dtype="int32")
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+        return ids[0] if single else ids
+
+    def decode(self, ids, strip=True):
+        """Turns token ids back into text.
+
+        Args:
+            ids: Integer ids, `(length,)` for one sequence or
+                `(num_sequences, length)`: a NumPy array, a tensor or nested
+                lists. To decode a model's probabilities `(..., vocab_size)`,
+                take their argmax over the last axis first.
+            strip: If `True`, each sequence ends at its first `END`, and
+                `PAD` and `START` are left out. If `False`, every id is
+                decoded, reserved ids as "<pad>", "<start>" and "<end>".
+                `UNKNOWN` always decodes to `Vocabulary.UNKNOWN_TOKEN`, "⁇".
+
+        Returns:
+            A string for a 1-D `ids`, else a list of strings. Words are
+            joined with one space at `level="word"`.
+
+        Example:
+
+        >>> vocab = Vocabulary(["a", "b"])
+        >>> vocab.decode(np.array([[1, 4, 3, 2, 5], [5, 5, 0, 0, 0]]))
+        ['a⁇', 'bb']
+        >>> vocab.decode([1, 4, 2, 0], strip=False)
+        '<start>a<end><pad>'
+        """
+        array = np.asarray(keras.ops.convert_to_numpy(ids))
+        if array.ndim not in (1, 2):
+            raise ValueError(
+                "`ids` must be 1-D or 2-D (for probabilities, take the argmax "
+                f"over the last axis first). Received: ids.shape={array.shape}"
+            )
+        if not np.issubdtype(array.dtype, np.integer):
+            if array.size and not np.all(np.mod(array, 1) == 0):
+                raise ValueError(
+                    f"`ids` must be integers. Received: ids.dtype={array.dtype}"
+                )
+            array = array.astype("int64")
+        if array.size and (array.min() < 0 or array.max() >= len(self)):
+            raise ValueError(
+                f"`ids` must lie in [0, len(vocab)) = [0, {len(self)}). "
+                f"Received: ids from {array.min()} to {array.max()}"
+            )
+        separator = "" if self._level == "char" else " "
+        # The ids are checked above; a plain list lookup keeps big batches fast.
+        names = [*self._RESERVED_MARKERS, *self._tokens]
+        texts = []
+        for row in np.atleast_2d(array).tolist():
+            if strip:
+                if self.END in row:
+                    row = row[: row.index(self.END)]
+                row = [i for i in row if i not in (self.PAD, self.START)]
+            texts.append(separator.join(names[i] for i in row))
+        return texts[0] if array.ndim == 1 else texts
+
+    def get_config(self):
+        """The constructor arguments, as a JSON-serializable dict."""
+        return {"tokens": list(self._tokens), "level": self._level}
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuilds a vocabulary from `get_config()`."""
+        return cls(**config)
+
+    def save(self, path):
+        """Writes the vocabulary to a UTF-8 JSON file at `path`.
+
+        The file holds `keras.saving.serialize_keras_object(self)`.
+        """
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(
+                keras.saving.serialize_keras_object(self),
+                file,
+                ensure_ascii=False,
+                indent=1,
+            )
+
+    @classmethod
+    def load(cls, path):
+        """Reads a vocabulary written by `save`.
+
+        Example:
+
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "vocab.json"
+        >>> Vocabulary(["x", "y"]).save(path)
+        >>> Vocabulary.load(path).tokens
+        ['x', 'y']
+        """
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+        if not isinstance(data, dict) or "config" not in data:
+            raise ValueError(
+                "`path` must name a file written by `Vocabulary.save`. "
+                f"Received: path={str(path)!r}"
+            )
+        return cls.from_config(data["config"])
+
+
+def _ordinal(day):
+    # 11th, 12th and 13th break the 1st/2nd/3rd rule.
+    if day % 100 in (11, 12, 13):
+        return f"{day}th"
+    return f"{day}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th') }"
+
+
+def _date_formats(format_date):
+    """The renderings of `date_task`, each a function of a `datetime.date`."""
+
+    def cldr(pattern, case=None):
+        def render(date):
+            text = format_date(date, pattern, locale="en_US")
+            return text if case is None else getattr(text, case)()
+
+        return render
+
+    def ordinal(date):
+        return f"{_ordinal(date.day)} of {format_date(date, 'MMMM y', locale='en_US')}"
+
+    return (
+        cldr("short"),  # 3/3/98
+        cldr("medium"),  # Mar 3, 1998
+        cldr("long"),  # March 3, 1998
+        cldr("full"),  # Tuesday, March 3, 1998
+        cldr("d MMMM y"),  # 3 March 1998
+        cldr("EEE, MMM d, y"),  # Tue, Mar 3, 1998
+        ordinal,  # 3rd of March 1998
+        cldr("MM/dd/yy"),  # 03/03/98
+        cldr("M/d/y"),  # 3/3/1998
+        cldr("dd.MM.y"),  # 03.03.1998
+        cldr("y/MM/dd"),  # 1998/03/03
+        cldr("long", "upper"),  # MARCH 3, 1998
+        cldr("full", "lower"),  # tuesday, march 3, 1998
+        cldr("d MMM y", "lower"),  # 3 mar 1998
+    )
+
+
+def date_task(num_samples, seed=None, min_year=1950, max_year=2049):
+    """Dates written by hand in many formats, and the same dates in ISO form.
+
+    Each date is drawn uniformly from the days from `min_year`-01-01 to
+    `max_year`-12-31 and written in one of 14 formats, drawn uniformly
+    (shown for 1998-03-03; English, locale "en_US", the first six and the
+    last three through `babel.dates.format_date`):
+
+    | Format                 | Example                  |
+    | ---------------------- | ------------------------ |
+    | CLDR short             | `3/3/98`                 |
+    | CLDR medium            | `Mar 3, 1998`            |
+    | CLDR long              | `March 3, 1998`          |
+    | CLDR full              | `Tuesday, March 3, 1998` |
+    | `d MMMM y`             | `3 March 1998`           |
+    | `EEE, MMM d, y`        | `Tue, Mar 3, 1998`       |
+    | ordinal                | `3rd of March 1998`      |
+    | `MM/dd/yy`             | `03/03/98`               |
+    | `M/d/y`                | `3/3/1998`               |
+    | `dd.MM.y` (day first)  | `03.03.1998`             |
+    | `y/MM/dd`              | `1998/03/03`             |
+    | CLDR long, upper case  | `MARCH 3, 1998`          |
+    | CLDR full, lower case  | `tuesday, march 3, 1998` |
+    | `d MMM y`, lower case  | `3 mar 1998`             |
+
+    Numeric dates with slashes put the month first, with dots the day first.
+    A two-digit year `yy` stands for the one year in `[min_year, max_year]`
+    that ends in `yy` (by default 50-99 are 1950-1999 and 00-49 are
+    2000-2049), which is why the range may span at most 100 years.
+
+    Needs the `babel` package: `pip install babel` (or `kseq2seq[examples]`).
+
+    Args:
+        num_samples: How many dates.
+        seed: Seed of the generator that draws dates and formats.
+        min_year: The first year, from 1000.
+        max_year: The last year, at most `min_year + 99` and 9999.
+
+    Returns:
+        `(inputs, targets)`: two lists of `num_samples` strings, the written
+        dates and their ISO forms `"YYYY-MM-DD"`.
+
+    Example:
+
+    >>> inputs, targets = date_task(1000, seed=0)
+    >>> len(inputs), len(targets), targets[0][4] + targets[0][7]
+    (1000, 1000, '--')
+    >>> date_task(5, seed=1) == date_task(5, seed=1)
+    True
+    """
+    try:
+        from babel.dates import format_date
+    except ImportError as error:
+        raise ImportError(
+            "`date_task` needs the `babel` package: `pip install babel` "
+            "(or `pip install kseq2seq[examples]`)."
+        ) from error
+    _check_int("num_samples", num_samples, 1)
+    _check_int("min_year", min_year, 1000, 9999)
+    _check_int("max_year", max_year, min_year, 9999)
+    if max_year - min_year > 99:
+        raise ValueError(
+            "`max_year` must be at most min_year + 99 so that two-digit years "
+            f"are unambiguous (min_year={min_year}). Received: max_year={max_year!r}"
+        )
+    first = datetime.date(min_year, 1, 1)
+    num_days = (datetime.date(max_year, 12, 31) - first).days + 1
+    rng = np.random.default_rng(seed)
+    days = rng.integers(0, num_days, size=num_samples)
+    formats = _date_formats(format_date)
+    choices = rng.integers(0, len(formats), size=num_samples)
+    dates = [first + datetime.timedelta(days=int(day)) for day in days]
+    inputs = [formats[choice](date) for choice, date in zip(choices, dates)]
+    return inputs, [date.isoformat() for date in dates]
+
+
+def addition_task(num_samples, digits=3, seed=None, reverse=False):
+    """Sums of two whole numbers as strings, as in Keras' addition RNN example.
+
+    Each of `a` and `b` first gets a number of digits drawn uniformly from 1
+    to `digits`, then a value drawn uniformly among the numbers with that
+    many digits (no leading zeros; one digit includes 0). Unlike the Keras
+    example, repeated pairs are kept and strings are not padded (`Vocabulary`
+    pads them).
+
+    Args:
+        num_samples: How many sums.
+        digits: The most digits of each number, from 1 to 18.
+        seed: Seed of the generator that draws the numbers.
+        reverse: Whether to reverse each query string, `"12+345"` becoming
+            `"543+21"`, which shortens the path from the digits of the
+            question to those of the answer (Sutskever et al., 2014).
+
+    Returns:
+        `(queries, answers)`: two lists of `num_samples` strings, `"a+b"` and
+        `str(a + b)`. A query is at most `2 * digits + 1` characters long and
+        an answer at most `digits + 1`.
+
+    Example:
+
+    >>> queries, answers = addition_task(1000, digits=3, seed=0)
+    >>> a, b = queries[0].split("+")
+    >>> int(a) + int(b) == int(answers[0])
+    True
+    >>> max(map(len, queries)), max(map(len, answers))
+    (7, 4)
+    >>> addition_task(2, seed=0, reverse=True)[0] == [
+    ...     q[::-1] for q in addition_task(2, seed=0)[0]]
+    True
+    """
+    _check_int("num_samples", num_samples, 1)
+    # Beyond 18 digits two numbers would overflow int64 when drawn.
+    _check_int("digits", digits, 1, 18)
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, digits + 1, size=(num_samples, 2))
+    low = np.where(lengths == 1, 0, 10 ** (lengths - 1))
+    numbers = rng.integers(low, 10**lengths, dtype=np.int64)
+    queries, answers = [], []
+    for a, b in numbers.tolist():
+        query = f"{a}+{b}"
+        queries.append(query[::-1] if reverse else query)
+        answers.append(str(a + b))
+    return queries, answers

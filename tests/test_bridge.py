@@ -44,3 +44,13 @@ def test_config_round_trip():
     assert (
         StateBridge.from_config(bridge.get_config()).get_config() == bridge.get_config()
     )
+
+
+def test_dense_bridge_projects_every_transferred_state():
+    bridge = StateBridge(3, units=6)
+    mapped = bridge(_states(2))
+    assert mapped[0] is None
+    assert [tuple(t.shape) for t in mapped[1] + mapped[2]] == [(2, 6)] * 4
+    assert len(bridge.projections) == 4
+    for tensor in mapped[1] + mapped[2]:
+        assert np.abs(np.asarray(tensor.detach())).max() <= 1.0

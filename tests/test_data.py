@@ -1,7 +1,15 @@
+import datetime
+import re
+import sys
+
+import keras
 import numpy as np
 import pytest
 
+from kseq2seq.data import Vocabulary
+from kseq2seq.data import addition_task
 from kseq2seq.data import copy_task
+from kseq2seq.data import date_task
 from kseq2seq.data import one_hot
 from kseq2seq.data import reverse_task
 
@@ -38,3 +46,309 @@ def test_generators_reject_non_positive_sizes(argument):
     sizes[argument] = 0
     with pytest.raises(ValueError, match=argument):
         reverse_task(**sizes)
+
+
+# Vocabulary
+
+TEXTS = ["the cat sat", "on the mat", "a cat"]
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_vocabulary_encode_decode_round_trip(level):
+    vocab = Vocabulary.from_texts(TEXTS, level=level)
+    ids = vocab.encode(TEXTS, add_start=True, add_end=True)
+    assert ids.dtype == np.int32
+    assert vocab.decode(ids) == TEXTS
+    assert vocab.decode(ids[1]) == TEXTS[1]
+    assert vocab.decode(ids.tolist()) == TEXTS
+    assert vocab.decode(keras.ops.convert_to_tensor(ids)) == TEXTS
+
+
+def test_vocabulary_reserved_ids_come_first():
+    vocab = Vocabulary(["a", "b"])
+    assert (vocab.PAD, vocab.START, vocab.END, vocab.UNKNOWN) == (0, 1, 2, 3)
+    assert (Vocabulary.PAD, Vocabulary.START, Vocabulary.END) == (0, 1, 2)
+    assert (vocab.pad_id, vocab.start_id, vocab.end_id, vocab.unknown_id) == (
+        0,
+        1,
+        2,
+        3,
+    )
+    assert len(vocab) == 6
+    assert len(Vocabulary()) == 4
+    assert [vocab.token_to_id(t) for t in "ab"] == [4, 5]
+    assert [vocab.id_to_token(i) for i in range(6)] == [
+        "<pad>",
+        "<start>",
+        "<end>",
+        Vocabulary.UNKNOWN_TOKEN,
+        "a",
+        "b",
+    ]
+    assert "a" in vocab and "c" not in vocab and "<pad>" not in vocab
+    assert vocab.tokens == ["a", "b"]
+
+
+def test_vocabulary_unknown_tokens_encode_to_unknown_and_decode_to_marker():
+    vocab = Vocabulary(["a", "b"])
+    assert vocab.token_to_id("z") == Vocabulary.UNKNOWN
+    assert vocab.encode("azb").tolist() == [4, 3, 5]
+    assert vocab.decode(vocab.encode("azb")) == "a\u2047b"
+    words = Vocabulary(["hello"], level="word")
+    assert words.decode(words.encode("hello there")) == "hello \u2047"
+
+
+def test_vocabulary_start_end_and_padding():
+    vocab = Vocabulary(["a", "b"])
+    assert vocab.encode(["ab", "b"]).tolist() == [[4, 5], [5, 0]]
+    assert vocab.encode(["ab", "b"], add_start=True, add_end=True).tolist() == [
+        [1, 4, 5, 2],
+        [1, 5, 2, 0],
+    ]
+    ids = vocab.encode(["ab", ""], max_length=6, add_end=True)
+    assert ids.shape == (2, 6)
+    assert ids.tolist() == [[4, 5, 2, 0, 0, 0], [2, 0, 0, 0, 0, 0]]
+    assert vocab.decode(ids) == ["ab", ""]
+    assert vocab.encode([]).shape == (0, 0)
+    assert vocab.encode([], max_length=3).shape == (0, 3)
+
+
+def test_vocabulary_decode_stops_at_end_and_skips_pad_and_start():
+    vocab = Vocabulary(["a", "b"])
+    assert vocab.decode([1, 4, 0, 5, 2, 4, 4]) == "ab"
+    assert vocab.decode([1, 4, 2, 0], strip=False) == "<start>a<end><pad>"
+    # Integral floats, as some pipelines produce, are accepted.
+    assert vocab.decode(np.array([[4.0, 5.0]])) == ["ab"]
+
+
+def test_vocabulary_max_length_error_names_the_text_length():
+    vocab = Vocabulary(["a", "b"])
+    with pytest.raises(ValueError, match=r"max_length.*length 4.*max_length=3"):
+        vocab.encode(["a", "abab"], max_length=3)
+    with pytest.raises(ValueError, match=r"length 4.*max_length=3"):
+        vocab.encode(["ab"], max_length=3, add_start=True, add_end=True)
+    assert vocab.encode(["ab"], max_length=4, add_start=True, add_end=True).shape == (
+        1,
+        4,
+    )
+
+
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: Vocabulary(["a"], level="byte"), "level"),
+        (lambda: Vocabulary(["ab"]), "tokens"),
+        (lambda: Vocabulary(["a", "a"]), "tokens"),
+        (lambda: Vocabulary(["a b"], level="word"), "tokens"),
+        (lambda: Vocabulary([""], level="word"), "tokens"),
+        (lambda: Vocabulary([1]), "tokens"),
+        (lambda: Vocabulary.from_texts("abc"), "texts"),
+        (lambda: Vocabulary.from_texts(["a"], max_size=3), "max_size"),
+        (lambda: Vocabulary.from_texts(["a"], min_count=0), "min_count"),
+        (lambda: Vocabulary(["a"]).encode(["a"], max_length=-1), "max_length"),
+        (lambda: Vocabulary(["a"]).decode([4, 5]), "ids"),
+        (lambda: Vocabulary(["a"]).decode([-1]), "ids"),
+        (lambda: Vocabulary(["a"]).decode([0.5]), "ids"),
+        (lambda: Vocabulary(["a"]).decode(np.zeros((1, 2, 5))), "ids"),
+        (lambda: Vocabulary(["a"]).id_to_token(5), "token_id"),
+    ],
+)
+def test_vocabulary_rejects_invalid_arguments(call, argument):
+    with pytest.raises(ValueError, match=f"`{argument}` must"):
+        call()
+
+
+def test_from_texts_orders_by_count_then_first_appearance():
+    vocab = Vocabulary.from_texts(["abcb", "dcx", "c"])
+    # c: 3, b: 2, then a, d, x once each in order of appearance.
+    assert vocab.tokens == ["c", "b", "a", "d", "x"]
+    words = Vocabulary.from_texts(["y x", "x  z\ty"], level="word")
+    assert words.tokens == ["y", "x", "z"]
+    assert Vocabulary.from_texts(iter(["abcb", "dcx", "c"])) == vocab
+
+
+def test_from_texts_max_size_and_min_count():
+    texts = ["abcb", "dcx", "c"]
+    assert Vocabulary.from_texts(texts, max_size=6).tokens == ["c", "b"]
+    assert len(Vocabulary.from_texts(texts, max_size=6)) == 6
+    assert Vocabulary.from_texts(texts, max_size=4).tokens == []
+    assert Vocabulary.from_texts(texts, max_size=100).tokens == list("cbadx")
+    assert Vocabulary.from_texts(texts, min_count=2).tokens == ["c", "b"]
+    assert Vocabulary.from_texts(texts, min_count=2, max_size=5).tokens == ["c"]
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_vocabulary_config_and_keras_serialization_round_trip(level):
+    vocab = Vocabulary.from_texts(TEXTS, level=level)
+    config = vocab.get_config()
+    assert config == {"tokens": vocab.tokens, "level": level}
+    assert Vocabulary.from_config(config) == vocab
+
+    serialized = keras.saving.serialize_keras_object(vocab)
+    assert serialized["registered_name"] == "kseq2seq>Vocabulary"
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(restored, Vocabulary)
+    assert restored.tokens == vocab.tokens and restored.level == level
+    np.testing.assert_array_equal(restored.encode(TEXTS), vocab.encode(TEXTS))
+
+
+def test_vocabulary_save_and_load_json(tmp_path):
+    vocab = Vocabulary.from_texts(["caf\u00e9 na\u00efve", "x"])
+    path = tmp_path / "vocab.json"
+    vocab.save(path)
+    assert "\u00e9" in path.read_text(encoding="utf-8")
+    loaded = Vocabulary.load(path)
+    assert loaded == vocab
+    np.testing.assert_array_equal(
+        loaded.encode(["na\u00efve"]), vocab.encode(["na\u00efve"])
+    )
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="path"):
+        Vocabulary.load(tmp_path / "other.json")
+
+
+# date_task
+
+# The formats `date_task` documents, as `strptime` formats; lower and upper case
+# variants parse with the same ones since `strptime` ignores case.
+STRPTIME_FORMATS = [
+    "%m/%d/%y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%A, %B %d, %Y",
+    "%d %B %Y",
+    "%a, %b %d, %Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y",
+    "%Y/%m/%d",
+    "%d %b %Y",
+]
+ORDINAL = re.compile(r"(\d{1,2})(st|nd|rd|th) of ([A-Z][a-z]+ \d{4})")
+
+
+def parse_date(text, min_year):
+    """The date `text` describes and a name for its format; asserts it is one."""
+    match = ORDINAL.fullmatch(text)
+    if match:
+        day, suffix, month_year = match.groups()
+        expected = {1: "st", 2: "nd", 3: "rd"}.get(int(day) % 10, "th")
+        assert suffix == ("th" if 11 <= int(day) <= 13 else expected), text
+        date = datetime.datetime.strptime(f"{day} {month_year}", "%d %B %Y").date()
+        return date, "ordinal"
+    parsed = []
+    for form in STRPTIME_FORMATS:
+        try:
+            date = datetime.datetime.strptime(text, form).date()
+        except ValueError:
+            continue
+        if "%y" in form:
+            # strptime's own century rule differs from date_task's.
+            year = min_year + (date.year % 100 - min_year) % 100
+            date = date.replace(year=year)
+        if "%a" in form.lower():
+            assert (
+                text.split(",")[0].lower()
+                == date.strftime("%A" if "%A" in form else "%a").lower()
+            ), text
+        case = "lower" if text.islower() else "upper" if text.isupper() else "mixed"
+        parsed.append((date, (form, case)))
+    # "May" is both the short and the full month name, so allow agreeing parses.
+    assert parsed and len({date for date, _ in parsed}) == 1, (text, parsed)
+    return parsed[0]
+
+
+@pytest.mark.parametrize("min_year, max_year", [(1950, 2049), (1990, 2089)])
+def test_date_task_targets_are_the_iso_dates_the_inputs_describe(min_year, max_year):
+    inputs, targets = date_task(1000, seed=0, min_year=min_year, max_year=max_year)
+    assert len(inputs) == len(targets) == 1000
+    formats = set()
+    for text, target in zip(inputs, targets):
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", target)
+        expected = datetime.date.fromisoformat(target)
+        assert min_year <= expected.year <= max_year
+        date, form = parse_date(text, min_year)
+        assert date == expected, (text, target)
+        formats.add(form)
+    assert len(formats) >= 8, formats
+    assert len(formats) == 14
+
+
+def test_date_task_same_seed_same_data():
+    assert date_task(50, seed=7) == date_task(50, seed=7)
+    assert date_task(50, seed=7) != date_task(50, seed=8)
+
+
+def test_date_task_respects_a_narrow_year_range_and_covers_it():
+    _, targets = date_task(2000, seed=1, min_year=2000, max_year=2001)
+    dates = [datetime.date.fromisoformat(t) for t in targets]
+    assert min(dates) < datetime.date(2000, 1, 15)
+    assert max(dates) > datetime.date(2001, 12, 15)
+    assert all(2000 <= d.year <= 2001 for d in dates)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"num_samples": 0}, "num_samples"),
+        ({"num_samples": 5, "min_year": 1900, "max_year": 2000}, "max_year"),
+        ({"num_samples": 5, "min_year": 2000, "max_year": 1999}, "max_year"),
+        ({"num_samples": 5, "min_year": 999}, "min_year"),
+    ],
+)
+def test_date_task_rejects_invalid_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}` must"):
+        date_task(**kwargs)
+
+
+def test_date_task_without_babel_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "babel", None)
+    monkeypatch.setitem(sys.modules, "babel.dates", None)
+    with pytest.raises(ImportError, match="pip install babel"):
+        date_task(3, seed=0)
+
+
+# addition_task
+
+
+@pytest.mark.parametrize("digits", [1, 3, 5])
+def test_addition_task_answers_are_the_sums(digits):
+    queries, answers = addition_task(500, digits=digits, seed=0)
+    assert len(queries) == len(answers) == 500
+    lengths = set()
+    for query, answer in zip(queries, answers):
+        assert re.fullmatch(r"\d+\+\d+", query)
+        a, b = query.split("+")
+        for number in (a, b):
+            assert 1 <= len(number) <= digits
+            assert number == str(int(number)), "no leading zeros"
+            lengths.add(len(number))
+        assert int(a) + int(b) == int(answer)
+        assert answer == str(int(answer))
+    assert lengths == set(range(1, digits + 1))
+
+
+def test_addition_task_reverse_reverses_the_queries_only():
+    queries, answers = addition_task(100, digits=3, seed=5)
+    reversed_queries, reversed_answers = addition_task(
+        100, digits=3, seed=5, reverse=True
+    )
+    assert reversed_queries == [q[::-1] for q in queries]
+    assert reversed_answers == answers
+
+
+def test_addition_task_same_seed_same_data():
+    assert addition_task(50, seed=2) == addition_task(50, seed=2)
+    assert addition_task(50, seed=2) != addition_task(50, seed=3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"num_samples": 0}, "num_samples"),
+        ({"num_samples": 5, "digits": 0}, "digits"),
+        ({"num_samples": 5, "digits": 19}, "digits"),
+    ],
+)
+def test_addition_task_rejects_invalid_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}` must"):
+        addition_task(**kwargs)

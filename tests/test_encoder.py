@@ -152,9 +152,31 @@ def test_config_round_trip():
     assert isinstance(restored, RecurrentEncoder)
 
 
-def test_shared_state_and_bidirectional_are_exclusive():
-    with pytest.raises(ValueError, match="bidirectional"):
-        RecurrentEncoder(4, shared_state=True, bidirectional=True)
+def test_bidirectional_shared_state_runs_one_stack_per_direction():
+    x = np.random.default_rng(5).normal(size=(2, 5, 3)).astype("float32")
+    encoder = RecurrentEncoder(4, depth=2, shared_state=True, bidirectional=True)
+    sequence, context, states = encoder(x)
+    halves = []
+    for direction, inputs in ((0, x), (1, x[:, ::-1])):
+        single = RecurrentEncoder(4, depth=2, shared_state=True)
+        single.build(x.shape)
+        for target, source in zip(single.cells, encoder.cells[direction::2]):
+            target.set_weights(source.get_weights())
+        halves.append(single(inputs))
+    forward, backward = halves
+    np.testing.assert_allclose(
+        to_numpy(sequence),
+        np.concatenate(
+            [to_numpy(forward[0]), to_numpy(backward[0])[:, ::-1]], axis=-1
+        ),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        to_numpy(context),
+        np.concatenate([to_numpy(forward[1]), to_numpy(backward[1])], axis=-1),
+        atol=1e-5,
+    )
+    assert len(states) == 1 and tuple(states[0][1].shape) == (2, 8)
 
 
 def test_unknown_cell_is_rejected():

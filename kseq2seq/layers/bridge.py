@@ -18,10 +18,18 @@ class StateBridge(keras.layers.Layer):
     encoder layer's state, where Sutskever et al. (2014) put it, and makes
     equal depths the usual layer `i` to layer `i` transfer.
 
+    States are handed over as they are (a bidirectional encoder's are the
+    forward and backward states concatenated, so the decoder must be twice
+    as wide), or, with `units`, each through its own
+    `Dense(units, activation="tanh")`, so a decoder of any width can start
+    from them.
+
     Args:
         decoder_depth: int. Number of decoder layers to produce states for.
         shared_state: bool. Both stacks keep one shared state. Defaults to
             `False`.
+        units: int or `None`. Project every state to this width. Defaults to
+            `None` (no projection).
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -41,13 +49,16 @@ class StateBridge(keras.layers.Layer):
     [None, 0.0, 1.0]
     """
 
-    def __init__(self, decoder_depth, shared_state=False, **kwargs):
+    def __init__(self, decoder_depth, shared_state=False, units=None, **kwargs):
         super().__init__(**kwargs)
         self.decoder_depth = decoder_depth
         self.shared_state = shared_state
-        self.built = True
+        self.units = units
+        self.projections = []
+        if units is None:
+            self.built = True
 
-    def call(self, states):
+    def _align(self, states):
         states = list(states)
         if self.shared_state:
             return [states[-1]]
@@ -55,12 +66,39 @@ class StateBridge(keras.layers.Layer):
         transferred = states[len(states) - (self.decoder_depth - missing) :]
         return [None] * missing + transferred
 
+    def build(self, states_shape):
+        if self.units is None:
+            return
+        for layer_states in self._align(states_shape):
+            for shape in layer_states or []:
+                projection = keras.layers.Dense(
+                    self.units,
+                    activation="tanh",
+                    name=f"projection_{len(self.projections)}",
+                    dtype=self.dtype_policy,
+                )
+                projection.build(tuple(shape))
+                self.projections.append(projection)
+
+    def call(self, states):
+        aligned = self._align(states)
+        if self.units is None:
+            return aligned
+        projections = iter(self.projections)
+        return [
+            None
+            if layer_states is None
+            else [next(projections)(state) for state in layer_states]
+            for layer_states in aligned
+        ]
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "decoder_depth": self.decoder_depth,
                 "shared_state": self.shared_state,
+                "units": self.units,
             }
         )
         return config

@@ -35,8 +35,8 @@ class RecurrentEncoder(keras.layers.Layer):
         depth: int. Number of stacked layers. Defaults to `1`.
         cell: str. `"lstm"`, `"gru"` or `"simple_rnn"`. Defaults to `"lstm"`.
         bidirectional: bool. Defaults to `False`.
-        shared_state: bool. Thread one state through the stack. Requires
-            `bidirectional=False`. Defaults to `False`.
+        shared_state: bool. Thread one state through the stack. Defaults to
+            `False`.
         dropout: float in `[0, 1)`. Dropout on every layer's input, one mask
             per sequence (as `keras.layers.LSTM(dropout=...)`). Defaults to
             `0.0`.
@@ -80,11 +80,6 @@ class RecurrentEncoder(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         cell = check_cell(cell)
-        if shared_state and bidirectional:
-            raise ValueError(
-                "`shared_state=True` threads one state through a single "
-                "direction and cannot be combined with `bidirectional=True`."
-            )
         self.units = units
         self.depth = depth
         self.cell = cell
@@ -185,13 +180,26 @@ class RecurrentEncoder(keras.layers.Layer):
         )
         x = inputs if masks is None else inputs * masks[0][:, None, :]
         if self.shared_state:
-            stack = kernels.SharedStateStack(
-                [kernels.kernel_for(cell) for cell in self.cells], masks
-            )
-            projected = stack.kernels[0].project(x)
-            sequence, state = kernels.run_sequence(stack, projected, initial[0], mask)
-            finals = [state]
-            final_runs = [state]
+            outputs, final_runs = [], []
+            for direction in range(self.num_directions):
+                stack = kernels.SharedStateStack(
+                    [
+                        kernels.kernel_for(cell)
+                        for cell in self.cells[direction :: self.num_directions]
+                    ],
+                    masks,
+                )
+                output, state = kernels.run_sequence(
+                    stack,
+                    stack.kernels[0].project(x),
+                    initial[direction],
+                    mask,
+                    reverse=direction == 1,
+                )
+                outputs.append(output)
+                final_runs.append(state)
+            sequence = self._merge_directions(outputs)
+            finals = [[self._merge_directions(parts) for parts in zip(*final_runs)]]
         else:
             finals, final_runs = [], []
             for layer in range(self.depth):

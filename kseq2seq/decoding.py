@@ -1,0 +1,362 @@
+"""Greedy and beam search over any step function.
+
+Both searches only see a step function `step_fn(ids, state) ->
+(log_probs, new_state)`, so any decoder can plug in by writing one: `ids`
+is an int32 tensor `(N,)` of the previous tokens, `state` a nested structure
+(list, tuple or dict, possibly nested, possibly holding `None`) of tensors
+whose first axis is `N`, and `log_probs` a float tensor `(N, vocab_size)` of
+log-probabilities of the next token.
+
+Everything is written with `keras.ops`, so the tensors stay on the device
+Keras computes on; nothing here moves data to the CPU except the one boolean
+per step that decides whether to stop early.
+"""
+
+import numbers
+
+import keras
+from keras import ops
+
+
+def _check_positive_int(name, value):
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or value <= 0
+    ):
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_token(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or value < 0
+    ):
+        expected = "a non-negative int or None" if allow_none else "a non-negative int"
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_common(step_fn, start_ids, end_id, max_length, pad_id):
+    if not callable(step_fn):
+        raise ValueError(
+            "`step_fn` must be a callable `step_fn(ids, state) -> "
+            f"(log_probs, new_state)`. Received: step_fn={step_fn!r}"
+        )
+    end_id = _check_token("end_id", end_id, allow_none=True)
+    max_length = _check_positive_int("max_length", max_length)
+    pad_id = _check_token("pad_id", pad_id)
+    ids = ops.convert_to_tensor(start_ids, "int32")
+    if len(ids.shape) != 1:
+        raise ValueError(
+            "`start_ids` must be a 1D int tensor or array of shape (N,). "
+            f"Received: start_ids with shape {tuple(ids.shape)}"
+        )
+    return ids, end_id, max_length, pad_id
+
+
+def _map_state(fn, state):
+    """Applies `fn` to every tensor of a nested state; `None` stays `None`."""
+    return keras.tree.map_structure(
+        lambda x: None if x is None else fn(x), state
+    )
+
+
+def _all(flags):
+    # The only host synchronisation of a step: the loop length is decided in
+    # Python, which is what lets an early stop save the remaining steps.
+    return bool(ops.convert_to_numpy(ops.all(flags)))
+
+
+def _pad_to(ids, max_length, pad_id):
+    missing = max_length - ids.shape[-1]
+    if missing == 0:
+        return ids
+    widths = [[0, 0]] * (len(ids.shape) - 1) + [[0, missing]]
+    return ops.pad(ids, widths, constant_values=pad_id)
+
+
+def greedy_search(step_fn, state, start_ids, end_id, max_length, pad_id=0):
+    """Picks the most probable token at every step.
+
+    Args:
+        step_fn: callable `step_fn(ids, state) -> (log_probs, new_state)`.
+            `ids` is an int32 tensor `(N,)` of the previous tokens, `state`
+            a nested structure (list, tuple or dict, possibly nested,
+            possibly containing `None`) of tensors whose first axis is `N`,
+            and `log_probs` a float tensor `(N, vocab_size)` of
+            log-probabilities of the next token.
+        state: the initial state, passed to the first call of `step_fn`.
+        start_ids: int tensor or array `(N,)`, the tokens fed at the first
+            step.
+        end_id: int or `None`. A sequence that emits `end_id` is finished:
+            `end_id` is kept in the output, every later position is `pad_id`
+            (which is also what `step_fn` is fed for it), and its score
+            stops changing. `None` never finishes a sequence early.
+        max_length: positive int, the number of steps at most. The search
+            stops early once every sequence has finished.
+        pad_id: non-negative int, the token after the end of a sequence.
+
+    Returns:
+        `(ids, scores)`: `ids` an int32 tensor `(N, max_length)`, padded
+        with `pad_id` after the end; `scores` a float tensor `(N,)` of the
+        dtype of `log_probs`, the sum of the log-probabilities of the
+        emitted tokens up to and including `end_id`.
+
+    Example:
+
+    >>> from kseq2seq.decoding import greedy_search
+    >>> # Token 0 pads, 1 ends; row `i` holds the next-token
+    >>> # log-probabilities after token `i`.
+    >>> table = np.log(np.array(
+    ...     [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3]], "float32"))
+    >>> def step_fn(ids, state):
+    ...     return keras.ops.take(table, ids, axis=0), state
+    >>> ids, scores = greedy_search(step_fn, None, np.array([0, 2]),
+    ...                             end_id=1, max_length=4)
+    >>> keras.ops.convert_to_numpy(ids)
+    array([[2, 1, 0, 0],
+           [1, 0, 0, 0]], dtype=int32)
+    >>> np.round(keras.ops.convert_to_numpy(scores), 3)  # log(.7*.6), log(.6)
+    array([-0.868, -0.511], dtype=float32)
+    """
+    ids, end_id, max_length, pad_id = _check_common(
+        step_fn, start_ids, end_id, max_length, pad_id
+    )
+    emitted = []
+    for step in range(max_length):
+        log_probs, state = step_fn(ids, state)
+        token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
+        token_log_prob = ops.max(log_probs, axis=-1)
+        if step == 0:
+            # Created from the first output so that they share its device
+            # and dtype, whatever the step function computes in.
+            scores = ops.zeros_like(token_log_prob)
+            finished = ops.zeros_like(token, dtype="bool")
+        token = ops.where(finished, ops.full_like(token, pad_id), token)
+        scores = scores + ops.where(
+            finished, ops.zeros_like(token_log_prob), token_log_prob
+        )
+        emitted.append(token)
+        if end_id is None:
+            ids = token
+            continue
+        finished = ops.logical_or(finished, ops.equal(token, end_id))
+        if _all(finished):
+            break
+        ids = token
+    ids = _pad_to(ops.stack(emitted, axis=1), max_length, pad_id)
+    return ids, scores
+
+
+def _length_penalty(lengths, length_penalty, dtype):
+    """GNMT's `lp(L) = ((5 + L) / 6) ** length_penalty`, or `None` for 0."""
+    if length_penalty == 0:
+        return None
+    lengths = ops.cast(lengths, dtype)
+    return ops.power((5.0 + lengths) / 6.0, length_penalty)
+
+
+def beam_search(
+    step_fn,
+    state,
+    start_ids,
+    end_id,
+    max_length,
+    beam_width=5,
+    length_penalty=0.0,
+    pad_id=0,
+    num_return_sequences=1,
+):
+    """Batched beam search.
+
+    Keeps the `beam_width` best hypotheses of every input. Each step expands
+    every hypothesis with every token and keeps, per input, the
+    `beam_width` best of the `beam_width * vocab_size` candidates.
+
+    Scores are total log-probabilities. A hypothesis that emitted `end_id`
+    is finished: it keeps its place and its score, and only extends with
+    `pad_id` at log-probability 0. Hypotheses are ranked by
+    `score / lp(L)`, with GNMT's length penalty
+    `lp(L) = ((5 + L) / 6) ** length_penalty` (Wu et al., 2016), where `L`
+    counts the tokens up to and including `end_id` (the steps taken so far
+    for a hypothesis still running, `max_length` at the end). With
+    `length_penalty=0` the ranking is by plain total log-probability.
+
+    The state is expanded to `N * beam_width` rows, beam-major within each
+    input: rows `i * beam_width` to `i * beam_width + beam_width - 1` belong
+    to input `i` (`ops.repeat(x, beam_width, axis=0)` on every tensor).
+    After each step the rows of every tensor of the state are gathered
+    along axis 0 with the chosen beams, so tensors of any rank (encoder
+    outputs `(N, T, D)` for attention, say) follow their hypothesis.
+
+    Args:
+        step_fn: callable `step_fn(ids, state) -> (log_probs, new_state)`,
+            as for `greedy_search`; it is called with `N * beam_width` rows.
+        state: the initial state: a nested structure (list, tuple or dict,
+            possibly nested, possibly containing `None`) of tensors whose
+            first axis is `N`. `None` entries stay `None`.
+        start_ids: int tensor or array `(N,)`, the tokens fed at the first
+            step.
+        end_id: int or `None`, the token that finishes a hypothesis.
+        max_length: positive int, the number of steps at most. The search
+            stops early once every hypothesis of every input has finished.
+        beam_width: positive int, the hypotheses kept per input.
+        length_penalty: real >= 0, the exponent of the length penalty.
+            Larger values favour longer hypotheses.
+        pad_id: non-negative int, the token after the end of a hypothesis.
+        num_return_sequences: positive int, at most `beam_width`, the
+            hypotheses returned per input.
+
+    Returns:
+        `(ids, scores)`, best first by the length-penalized ranking. With
+        `num_return_sequences=1`: `ids` an int32 tensor `(N, max_length)`
+        and `scores` a float tensor `(N,)`; otherwise `(N,
+        num_return_sequences, max_length)` and `(N, num_return_sequences)`.
+        `scores` are the raw total log-probabilities (not divided by the
+        length penalty); `ids` are padded with `pad_id` after the end.
+
+    Example:
+
+    >>> from kseq2seq.decoding import beam_search
+    >>> # Token 0 pads, 1 ends. Greedy takes 2 (0.6) then ends (0.35);
+    >>> # the beam finds 3 (0.4) then the end (0.9), which is likelier.
+    >>> table = np.log(np.array(
+    ...     [[0.0, 0.0, 0.6, 0.4], [1.0, 0.0, 0.0, 0.0],
+    ...      [0.1, 0.35, 0.3, 0.25], [0.0, 0.9, 0.05, 0.05]], "float32") + 1e-9)
+    >>> def step_fn(ids, state):
+    ...     return keras.ops.take(table, ids, axis=0), state
+    >>> ids, scores = beam_search(step_fn, None, np.array([0]), end_id=1,
+    ...                           max_length=3, beam_width=2)
+    >>> keras.ops.convert_to_numpy(ids)
+    array([[3, 1, 0]], dtype=int32)
+    >>> ids, scores = beam_search(step_fn, None, np.array([0]), end_id=1,
+    ...                           max_length=3, beam_width=2,
+    ...                           num_return_sequences=2)
+    >>> tuple(ids.shape), tuple(scores.shape)
+    ((1, 2, 3), (1, 2))
+    >>> np.round(np.exp(keras.ops.convert_to_numpy(scores)), 2)
+    array([[0.36, 0.21]], dtype=float32)
+    """
+    ids, end_id, max_length, pad_id = _check_common(
+        step_fn, start_ids, end_id, max_length, pad_id
+    )
+    beam_width = _check_positive_int("beam_width", beam_width)
+    num_return_sequences = _check_positive_int(
+        "num_return_sequences", num_return_sequences
+    )
+    if num_return_sequences > beam_width:
+        raise ValueError(
+            "`num_return_sequences` must be at most `beam_width` "
+            f"({beam_width}). Received: "
+            f"num_return_sequences={num_return_sequences}"
+        )
+    if (
+        not isinstance(length_penalty, numbers.Real)
+        or isinstance(length_penalty, bool)
+        or not 0 <= length_penalty < float("inf")
+    ):
+        raise ValueError(
+            "`length_penalty` must be a real number >= 0. "
+            f"Received: length_penalty={length_penalty!r}"
+        )
+    length_penalty = float(length_penalty)
+
+    batch = ids.shape[0]
+    rows_total = batch * beam_width
+    ids = ops.repeat(ids, beam_width, axis=0)
+    state = _map_state(lambda x: ops.repeat(x, beam_width, axis=0), state)
+    # Row `i * beam_width` is the first beam of input `i`; adding it to a
+    # beam index within the input gives the row of that beam.
+    first_rows = ops.arange(batch, dtype="int32")[:, None] * beam_width
+    sequences = None
+    for step in range(max_length):
+        log_probs, state = step_fn(ids, state)
+        vocab_size = log_probs.shape[-1]
+        negative_inf = ops.full_like(log_probs[:, 0], float("-inf"))
+        if step == 0:
+            # The beams of an input start identical: expanding them all
+            # would fill the beam with copies of one hypothesis. Only the
+            # first is alive; the copies score -inf and lose every top-k
+            # against a real candidate.
+            is_first = ops.equal(
+                ops.arange(rows_total, dtype="int32") % beam_width, 0
+            )
+            scores = ops.where(is_first, ops.zeros_like(negative_inf), negative_inf)
+            finished = ops.zeros_like(ids, dtype="bool")
+            lengths = ops.zeros_like(ids)
+        # A finished hypothesis has a single continuation, `pad_id` at
+        # log-probability 0, so it survives unchanged and competes with
+        # the running ones by its final score.
+        pad_only = ops.where(
+            ops.equal(ops.arange(vocab_size, dtype="int32"), pad_id),
+            ops.zeros_like(log_probs[0]),
+            ops.full_like(log_probs[0], float("-inf")),
+        )
+        log_probs = ops.where(finished[:, None], pad_only[None, :], log_probs)
+        candidates = scores[:, None] + log_probs
+        candidate_lengths = ops.where(
+            finished, lengths, ops.full_like(lengths, step + 1)
+        )
+        ranking = candidates
+        penalty = _length_penalty(candidate_lengths, length_penalty, ranking.dtype)
+        if penalty is not None:
+            ranking = ranking / penalty[:, None]
+        # Flattened per input, beam-major: index `k * vocab_size + v` is
+        # token `v` after beam `k` of that input.
+        _, top = ops.top_k(
+            ops.reshape(ranking, (batch, beam_width * vocab_size)), beam_width
+        )
+        top = ops.cast(top, "int32")
+        scores = ops.reshape(
+            ops.take_along_axis(
+                ops.reshape(candidates, (batch, beam_width * vocab_size)),
+                top,
+                axis=1,
+            ),
+            (rows_total,),
+        )
+        rows = ops.reshape(first_rows + top // vocab_size, (rows_total,))
+        token = ops.reshape(top % vocab_size, (rows_total,))
+        finished = ops.take(finished, rows, axis=0)
+        lengths = ops.take(candidate_lengths, rows, axis=0)
+        # A finished hypothesis whose score is -inf (an initial copy) ties
+        # on every token; force the pad it would have chosen otherwise.
+        token = ops.where(finished, ops.full_like(token, pad_id), token)
+        if end_id is not None:
+            finished = ops.logical_or(finished, ops.equal(token, end_id))
+        if sequences is None:
+            sequences = token[:, None]
+        else:
+            sequences = ops.concatenate(
+                [ops.take(sequences, rows, axis=0), token[:, None]], axis=1
+            )
+        if step == max_length - 1 or (end_id is not None and _all(finished)):
+            break
+        state = _map_state(lambda x: ops.take(x, rows, axis=0), state)
+        ids = token
+
+    ranking = scores
+    # `lengths` of a hypothesis still running is the number of steps taken,
+    # which is `max_length` here: the loop only stops early when none runs.
+    penalty = _length_penalty(lengths, length_penalty, scores.dtype)
+    if penalty is not None:
+        ranking = ranking / penalty
+    _, order = ops.top_k(
+        ops.reshape(ranking, (batch, beam_width)), num_return_sequences
+    )
+    rows = ops.reshape(
+        first_rows + ops.cast(order, "int32"), (batch * num_return_sequences,)
+    )
+    sequences = _pad_to(ops.take(sequences, rows, axis=0), max_length, pad_id)
+    scores = ops.take(scores, rows, axis=0)
+    if num_return_sequences == 1:
+        return sequences, scores
+    return (
+        ops.reshape(sequences, (batch, num_return_sequences, max_length)),
+        ops.reshape(scores, (batch, num_return_sequences)),
+    )
