@@ -20,10 +20,17 @@ class Seq2SeqModel(keras.Model):
     """Base class of the builders: encoder -> bridge -> decoder.
 
     Maps `(batch, input_length, input_dim)` to
-    `(batch, output_length, output_dim)`. Subclasses validate their
-    arguments, create the layers and call `_assemble`. The model comes
-    compiled with `loss="mse", optimizer="rmsprop"`; calling `compile`
-    replaces that.
+    `(batch, output_length, output_dim)`. With `input_vocab_size` the inputs
+    are token ids `(batch, input_length)` (id 0 is padding and is masked);
+    with `output_vocab_size` the outputs are probabilities over the
+    vocabulary and the targets are ids `(batch, output_length)`, padded
+    with 0 after the end id.
+
+    Subclasses validate their arguments and call `_assemble`. The model
+    comes compiled with `loss="mse", optimizer="rmsprop"`, or, for token
+    outputs, `loss="sparse_categorical_crossentropy", optimizer="adam"` and
+    an accuracy metric, padded target positions counting in neither;
+    calling `compile` replaces that.
 
     Teacher-forced models take `[x, y]` during training, or `x` alone with
     `fit(x, y)` (the targets are then fed to the decoder too); `predict(x)`
@@ -38,10 +45,8 @@ class Seq2SeqModel(keras.Model):
         feedback,
         peek=False,
         attention=False,
-        bidirectional=False,
         shared_state=False,
         broadcast_state=False,
-        teacher_force=False,
     ):
         """Creates the layers from resolved arguments, builds and compiles.
 
@@ -49,48 +54,107 @@ class Seq2SeqModel(keras.Model):
             config: the builder's own arguments, as given (for `get_config`).
             args: the arguments resolved by `_arguments.resolve`.
             feedback, peek, attention: the decoder's inputs.
-            bidirectional, shared_state: the encoder's (and decoder's) layout.
-            broadcast_state: hand the encoder's final states to the decoder.
-            teacher_force: feed the ground truth to the decoder in training.
+            shared_state: one state per stack (`inner_broadcast_state`).
+            broadcast_state: hand the encoder's final states to the decoder,
+                as `args["bridge"]` says.
         """
-        self._config = config
+        self._config = dict(config, cell=args["cell"])
+        if args["input_embeddings"] is not None:
+            # The matrix only initialises the weights, which are saved with
+            # the model; the config keeps its shape.
+            self._config.update(
+                input_embeddings=None,
+                input_vocab_size=args["input_vocab_size"],
+                embedding_dim=args["embedding_dim"],
+            )
+        self._args = args
         # The model consumes the input mask; its outputs are not masked.
         self.supports_masking = True
         encoder_depth, decoder_depth = args["depth"]
         hidden_dim = args["hidden_dim"]
+        directions = 2 if args["bidirectional"] else 1
+        decoder_units = hidden_dim
+        self.bridge = None
+        if broadcast_state:
+            projected = args["bridge"] == "dense"
+            if not projected:
+                decoder_units = hidden_dim * directions
+            self.bridge = StateBridge(
+                decoder_depth,
+                shared_state=shared_state,
+                units=hidden_dim if projected else None,
+                name="bridge",
+            )
+        self.input_embedding = None
+        if args["input_vocab_size"] is not None:
+            initializer = "uniform"
+            if args["input_embeddings"] is not None:
+                initializer = keras.initializers.Constant(args["input_embeddings"])
+            self.input_embedding = keras.layers.Embedding(
+                args["input_vocab_size"],
+                args["embedding_dim"],
+                embeddings_initializer=initializer,
+                name="input_embedding",
+            )
         self.encoder = RecurrentEncoder(
             hidden_dim,
             depth=encoder_depth,
-            bidirectional=bidirectional,
+            cell=args["cell"],
+            bidirectional=args["bidirectional"],
             shared_state=shared_state,
             dropout=args["dropout"],
             stateful=args["stateful"],
             name="encoder",
         )
-        self.bridge = None
-        if broadcast_state:
-            self.bridge = StateBridge(
-                decoder_depth, shared_state=shared_state, name="bridge"
-            )
         self.decoder = RecurrentDecoder(
-            hidden_dim,
+            decoder_units,
             args["output_dim"],
             args["output_length"],
             depth=decoder_depth,
+            cell=args["cell"],
             feedback=feedback,
             peek=peek,
             attention_units=hidden_dim if attention else None,
             shared_state=shared_state,
             dropout=args["dropout"],
             output_activation=args["output_activation"],
+            embedding_dim=(
+                args["embedding_dim"] if args["output_vocab_size"] else None
+            ),
+            start_id=args["start_id"],
+            end_id=args["end_id"],
+            sampling_probability=args["scheduled_sampling"],
             name="decoder",
         )
         self._batch_input_shape = args["batch_input_shape"]
         self._output_dim = args["output_dim"]
         self._output_length = args["output_length"]
-        self._teacher_force = teacher_force
+        self._teacher_force = args["teacher_force"]
         self.build(self._batch_input_shape)
-        self.compile(loss="mse", optimizer="rmsprop")
+        if self.token_outputs:
+            self.compile(
+                loss="sparse_categorical_crossentropy",
+                optimizer="adam",
+                metrics=["sparse_categorical_accuracy"],
+            )
+        else:
+            self.compile(loss="mse", optimizer="rmsprop")
+
+    @property
+    def token_inputs(self):
+        return self.input_embedding is not None
+
+    @property
+    def token_outputs(self):
+        return self.decoder.tokens
+
+    @property
+    def start_id(self):
+        return self.decoder.start_id
+
+    @property
+    def end_id(self):
+        return self.decoder.end_id
 
     def build(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and isinstance(
@@ -98,11 +162,17 @@ class Seq2SeqModel(keras.Model):
         ):
             input_shape = input_shape[0]
         input_shape = tuple(input_shape)
+        if self.input_embedding is not None:
+            if not self.input_embedding.built:
+                self.input_embedding.build(input_shape)
+            input_shape = input_shape + (self.input_embedding.output_dim,)
         if not self.encoder.built:
             self.encoder.build(input_shape)
-        sequence_shape, context_shape, _ = self.encoder.compute_output_shape(
+        sequence_shape, context_shape, states_shape = self.encoder.compute_output_shape(
             input_shape
         )
+        if self.bridge is not None and not self.bridge.built:
+            self.bridge.build(states_shape)
         if not self.decoder.built:
             self.decoder.build(context_shape, sequence_shape)
         self.built = True
@@ -121,15 +191,21 @@ class Seq2SeqModel(keras.Model):
         return inputs, None
 
     def _check_input(self, x):
-        batch, length, dim = self._batch_input_shape
         shape = tuple(x.shape)
-        expected = f"(batch, {length or 'input_length'}, {dim})"
-        if len(shape) != 3:
+        if self.token_inputs:
+            batch, length = self._batch_input_shape
+            expected = f"(batch, {length or 'input_length'}) token ids"
+            rank = 2
+        else:
+            batch, length, dim = self._batch_input_shape
+            expected = f"(batch, {length or 'input_length'}, {dim})"
+            rank = 3
+        if len(shape) != rank:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of shape {expected}. "
                 f"Received: x.shape={shape}"
             )
-        if shape[-1] is not None and shape[-1] != dim:
+        if not self.token_inputs and shape[-1] is not None and shape[-1] != dim:
             raise ValueError(
                 f"The input's feature size does not match `input_dim`: "
                 f"expected inputs of shape {expected}, received "
@@ -144,13 +220,36 @@ class Seq2SeqModel(keras.Model):
 
     def _check_target(self, name, y):
         shape = tuple(y.shape)
-        expected = (self._output_length, self._output_dim)
-        if len(shape) != 3 or tuple(shape[1:]) != expected:
-            raise ValueError(
-                f"`{name}` must have shape (batch, output_length, output_dim) "
-                f"= (batch, {expected[0]}, {expected[1]}). Received: "
-                f"{name}.shape={shape}"
+        if self.token_outputs:
+            expected = (self._output_length,)
+            described = f"(batch, output_length) = (batch, {self._output_length}) ids"
+        else:
+            expected = (self._output_length, self._output_dim)
+            described = (
+                "(batch, output_length, output_dim) = "
+                f"(batch, {self._output_length}, {self._output_dim})"
             )
+        if len(shape) != len(expected) + 1 or tuple(shape[1:]) != expected:
+            raise ValueError(
+                f"`{name}` must have shape {described}. Received: {name}.shape={shape}"
+            )
+
+    def _encode(self, x, mask=None, training=None):
+        """Embeds and encodes `x`. Returns `(sequence, context, states, mask)`."""
+        if self.token_inputs:
+            ids = ops.cast(x, "int32")
+            padding = ops.not_equal(ids, 0)
+            mask = padding if mask is None else ops.logical_and(mask, padding)
+            if self._args["reverse_input"]:
+                ids = reverse_valid_steps(ids, mask)
+            x = self.input_embedding(ids)
+        elif self._args["reverse_input"]:
+            x = reverse_valid_steps(x, mask)
+        sequence, context, states = self.encoder(x, mask=mask, training=training)
+        return sequence, context, states, mask
+
+    def _decoder_start(self, states):
+        return self.bridge(states) if self.bridge is not None else None
 
     def call(self, inputs, training=None, mask=None):
         x, ground_truth = self._split_inputs(inputs)
@@ -159,11 +258,10 @@ class Seq2SeqModel(keras.Model):
         self._check_input(x)
         if ground_truth is not None:
             self._check_target("y", ground_truth)
-        sequence, context, states = self.encoder(x, mask=mask, training=training)
-        initial_state = self.bridge(states) if self.bridge is not None else None
+        sequence, context, states, mask = self._encode(x, mask, training)
         return self.decoder(
             context,
-            initial_state=initial_state,
+            initial_state=self._decoder_start(states),
             memory=sequence,
             memory_mask=mask,
             ground_truth=ground_truth,
@@ -192,6 +290,10 @@ class Seq2SeqModel(keras.Model):
     ):
         if y is not None and hasattr(y, "shape"):
             self._check_target("y", y)
+            if self.token_outputs:
+                # Padded target positions count in neither the loss nor the
+                # metrics: Keras' losses and metrics honour a mask on y_pred.
+                keras.backend.set_keras_mask(y_pred, ops.not_equal(y, 0))
         return super().compute_loss(
             x=x,
             y=y,
@@ -204,6 +306,128 @@ class Seq2SeqModel(keras.Model):
         """Zeroes the encoder states a stateful model carries across batches."""
         self.encoder.reset_states()
 
+    def _batches(self, x, batch_size):
+        x = np.asarray(x)
+        self._check_input(x)
+        batch_size = batch_size or self._batch_input_shape[0] or 32
+        for start in range(0, len(x), batch_size):
+            yield ops.convert_to_tensor(x[start : start + batch_size])
+
+    def encode(self, x, batch_size=None):
+        """Runs the encoder alone.
+
+        Args:
+            x: inputs, as for `predict`.
+            batch_size: int. Defaults to the model's fixed batch size, or 32.
+
+        Returns:
+            A dict of NumPy arrays: `sequence` `(batch, input_length, width)`,
+            the encoder's top-layer outputs; `context` `(batch, width)`, the
+            context vector; `states`, one list of `(batch, width)` arrays per
+            encoder layer (one in all with `inner_broadcast_state`).
+        """
+        parts = []
+        for batch in self._batches(x, batch_size):
+            sequence, context, states, _ = self._encode(batch)
+            parts.append((sequence, context, states))
+        to_numpy = ops.convert_to_numpy
+
+        def join(tensors):
+            return np.concatenate([to_numpy(t) for t in tensors], axis=0)
+
+        return {
+            "sequence": join([p[0] for p in parts]),
+            "context": join([p[1] for p in parts]),
+            "states": [
+                [join([p[2][layer][i] for p in parts]) for i in range(len(state))]
+                for layer, state in enumerate(parts[0][2])
+            ],
+        }
+
+    def generate(
+        self,
+        x,
+        method="greedy",
+        beam_width=5,
+        length_penalty=0.0,
+        max_length=None,
+        num_return_sequences=1,
+        batch_size=None,
+    ):
+        """Decodes free-running, token by token or step by step.
+
+        For token outputs, greedy or beam search from `start_id` until
+        `end_id` (kept in the output; later positions are 0, the padding id)
+        or `max_length` tokens. For vector outputs, the decoder runs free for
+        `max_length` steps, any number, feeding back its own outputs.
+
+        Args:
+            x: inputs, as for `predict`.
+            method: `"greedy"` or `"beam"` (token outputs only).
+            beam_width: int. Hypotheses kept per input by beam search.
+            length_penalty: float >= 0. GNMT length penalty for ranking beam
+                hypotheses; 0 ranks by total log-probability.
+            max_length: int. Steps to decode. Defaults to `output_length`.
+            num_return_sequences: int. Best hypotheses returned per input by
+                beam search.
+            batch_size: int. Defaults to the model's fixed batch size, or 32.
+
+        Returns:
+            For token outputs `(ids, scores)`: int32 ids
+            `(batch, max_length)` (or `(batch, num_return_sequences,
+            max_length)`) and their total log-probabilities `(batch,)` (or
+            `(batch, num_return_sequences)`). For vector outputs, the outputs
+            `(batch, max_length, output_dim)`.
+        """
+        from kseq2seq import decoding
+
+        max_length = _arguments.positive_int(
+            "max_length", max_length or self._output_length
+        )
+        _arguments.choice("method", method, ("greedy", "beam"))
+        if method == "beam" and not self.token_outputs:
+            raise ValueError(
+                "Beam search needs token outputs (`output_vocab_size`). "
+                f"Received: method={method!r}"
+            )
+        results = []
+        for batch in self._batches(x, batch_size):
+            sequence, context, states, mask = self._encode(batch)
+            state = self.decoder.initial_decoding_state(
+                context, self._decoder_start(states), sequence, mask
+            )
+            if not self.token_outputs:
+                previous = self.decoder.start_readout(context)
+                outputs = []
+                for _ in range(max_length):
+                    previous, state = self.decoder.decode_step(previous, state)
+                    outputs.append(previous)
+                results.append(ops.convert_to_numpy(ops.stack(outputs, axis=1)))
+                continue
+            start_ids = ops.full((ops.shape(batch)[0],), self.start_id, "int32")
+            if method == "greedy":
+                ids, scores = decoding.greedy_search(
+                    self.decoder.decode_step, state, start_ids, self.end_id, max_length
+                )
+            else:
+                ids, scores = decoding.beam_search(
+                    self.decoder.decode_step,
+                    state,
+                    start_ids,
+                    self.end_id,
+                    max_length,
+                    beam_width=beam_width,
+                    length_penalty=length_penalty,
+                    num_return_sequences=num_return_sequences,
+                )
+            results.append((ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)))
+        if not self.token_outputs:
+            return np.concatenate(results, axis=0)
+        return (
+            np.concatenate([r[0] for r in results], axis=0),
+            np.concatenate([r[1] for r in results], axis=0),
+        )
+
     def get_config(self):
         # Not chained to keras.Model: the config of a builder is its own
         # arguments, so `from_config` rebuilds the same class.
@@ -213,6 +437,23 @@ class Seq2SeqModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def reverse_valid_steps(sequences, mask=None):
+    """Reverses each sequence's valid steps, leaving the padding in place.
+
+    With a mask `(batch, time)` of right-padded sequences, `[a, b, c, 0, 0]`
+    becomes `[c, b, a, 0, 0]`; without one, the whole time axis is reversed.
+    """
+    if mask is None:
+        return ops.flip(sequences, axis=1)
+    time_steps = ops.shape(sequences)[1]
+    lengths = ops.sum(ops.cast(mask, "int32"), axis=1, keepdims=True)
+    positions = ops.arange(time_steps, dtype="int32")[None, :]
+    indices = ops.where(positions < lengths, lengths - 1 - positions, positions)
+    if len(sequences.shape) == 3:
+        indices = indices[:, :, None]
+    return ops.take_along_axis(sequences, indices, axis=1)
 
 
 def _constructor_config(arguments):
@@ -281,8 +522,8 @@ class SimpleSeq2Seq(Seq2SeqModel):
 
     def __init__(
         self,
-        output_dim,
-        output_length,
+        output_dim=None,
+        output_length=None,
         hidden_dim=None,
         input_shape=None,
         batch_size=None,
@@ -294,6 +535,15 @@ class SimpleSeq2Seq(Seq2SeqModel):
         unroll=False,
         stateful=False,
         output_activation=None,
+        cell="lstm",
+        bidirectional=False,
+        input_vocab_size=None,
+        output_vocab_size=None,
+        embedding_dim=None,
+        input_embeddings=None,
+        start_id=1,
+        end_id=2,
+        reverse_input=False,
         **kwargs,
     ):
         config = _constructor_config(locals())
@@ -361,8 +611,8 @@ class Seq2Seq(Seq2SeqModel):
 
     def __init__(
         self,
-        output_dim,
-        output_length,
+        output_dim=None,
+        output_length=None,
         batch_input_shape=None,
         input_shape=None,
         batch_size=None,
@@ -378,6 +628,17 @@ class Seq2Seq(Seq2SeqModel):
         peek=False,
         dropout=0.0,
         output_activation=None,
+        cell="lstm",
+        bidirectional=False,
+        bridge="concat",
+        input_vocab_size=None,
+        output_vocab_size=None,
+        embedding_dim=None,
+        input_embeddings=None,
+        start_id=1,
+        end_id=2,
+        scheduled_sampling=0.0,
+        reverse_input=False,
         **kwargs,
     ):
         config = _constructor_config(locals())
@@ -390,7 +651,6 @@ class Seq2Seq(Seq2SeqModel):
             peek=args["peek"],
             shared_state=args["inner_broadcast_state"],
             broadcast_state=args["broadcast_state"],
-            teacher_force=args["teacher_force"],
         )
 
 
@@ -447,8 +707,8 @@ class AttentionSeq2Seq(Seq2SeqModel):
 
     def __init__(
         self,
-        output_dim,
-        output_length,
+        output_dim=None,
+        output_length=None,
         batch_input_shape=None,
         batch_size=None,
         input_shape=None,
@@ -462,6 +722,16 @@ class AttentionSeq2Seq(Seq2SeqModel):
         dropout=0.0,
         teacher_force=False,
         output_activation=None,
+        cell="lstm",
+        bridge=None,
+        input_vocab_size=None,
+        output_vocab_size=None,
+        embedding_dim=None,
+        input_embeddings=None,
+        start_id=1,
+        end_id=2,
+        scheduled_sampling=0.0,
+        reverse_input=False,
         **kwargs,
     ):
         config = _constructor_config(locals())
@@ -472,8 +742,7 @@ class AttentionSeq2Seq(Seq2SeqModel):
             args,
             feedback=True,
             attention=True,
-            bidirectional=args["bidirectional"],
-            teacher_force=args["teacher_force"],
+            broadcast_state=args["bridge"] is not None,
         )
 
     def attention_weights(self, x, batch_size=None):
@@ -482,22 +751,23 @@ class AttentionSeq2Seq(Seq2SeqModel):
         Like `predict`, this advances the carried state of a stateful model.
 
         Args:
-            x: `(batch, input_length, input_dim)` inputs, a NumPy array.
-            batch_size: int. Prediction batch size. Defaults to the model's
-                fixed batch size, or `32`.
+            x: inputs, as for `predict`.
+            batch_size: int. Defaults to the model's fixed batch size, or 32.
 
         Returns:
             NumPy array `(batch, output_length, input_length)`: row `t` is
-            the distribution over input steps at output step `t`.
+            the distribution over input steps at output step `t`; padded
+            input steps get exactly 0.
         """
-        self._check_input(x)
-        batch_size = batch_size or self._batch_input_shape[0] or 32
         weights = []
-        for start in range(0, len(x), batch_size):
-            batch = ops.convert_to_tensor(x[start : start + batch_size])
-            sequence, context, _ = self.encoder(batch)
+        for batch in self._batches(x, batch_size):
+            sequence, context, states, mask = self._encode(batch)
             _, batch_weights = self.decoder(
-                context, memory=sequence, return_attention_weights=True
+                context,
+                initial_state=self._decoder_start(states),
+                memory=sequence,
+                memory_mask=mask,
+                return_attention_weights=True,
             )
             weights.append(ops.convert_to_numpy(batch_weights))
         return np.concatenate(weights, axis=0)

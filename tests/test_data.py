@@ -270,7 +270,6 @@ def test_date_task_targets_are_the_iso_dates_the_inputs_describe(min_year, max_y
         assert date == expected, (text, target)
         formats.add(form)
     assert len(formats) >= 8, formats
-    assert len(formats) == 14
 
 
 def test_date_task_same_seed_same_data():

@@ -10,11 +10,16 @@ CELL_CLASSES = {
 
 
 def check_cell(cell):
-    """Validates a cell name and returns it in lower case."""
+    """Validates a cell name or Keras cell class; returns the cell's name."""
+    for name, cell_class in CELL_CLASSES.items():
+        if cell is cell_class:
+            return name
     name = cell.lower() if isinstance(cell, str) else cell
     if name not in CELL_CLASSES:
         raise ValueError(
-            f"`cell` must be one of {sorted(CELL_CLASSES)}. Received: cell={cell!r}"
+            f"`cell` must be one of {sorted(CELL_CLASSES)} or one of the "
+            "classes keras.layers.LSTMCell, GRUCell, SimpleRNNCell. "
+            f"Received: cell={cell!r}"
         )
     return name
 

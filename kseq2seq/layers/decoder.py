@@ -157,7 +157,7 @@ class RecurrentDecoder(keras.layers.Layer):
         )
         self.embedding = None
         self.start_projection = None
-        if self.tokens:
+        if self.tokens and feedback:
             self.embedding = keras.layers.Embedding(
                 output_dim, embedding_dim, name="embedding", dtype=self.dtype_policy
             )
@@ -179,8 +179,7 @@ class RecurrentDecoder(keras.layers.Layer):
         batch_size = context_shape[0]
         if self.attention is not None and memory_shape is None:
             raise ValueError(
-                "A decoder with attention needs the encoder outputs: "
-                "pass `memory`."
+                "A decoder with attention needs the encoder outputs: pass `memory`."
             )
         self._segments = self._input_segments(context_shape[-1], memory_shape)
         for layer, cell in enumerate(self.cells):
@@ -330,8 +329,10 @@ class RecurrentDecoder(keras.layers.Layer):
             `(output, new_state)`: log-probabilities `(batch, output_dim)`
             for a token decoder, the output vector otherwise.
         """
-        readout = self.embedding(previous) if self.tokens else previous
-        projected = self._project_part("readout", readout) if self.feedback else None
+        projected = None
+        if self.feedback:
+            readout = self.embedding(previous) if self.tokens else previous
+            projected = self._project_part("readout", readout)
         top, new_state, _ = self._step(projected, state)
         if self.tokens:
             return ops.log_softmax(self.head(top), axis=-1), new_state
@@ -383,8 +384,10 @@ class RecurrentDecoder(keras.layers.Layer):
             true_readouts = self._true_readouts(context, ground_truth)
         sampling = teacher_forcing and self.sampling_probability > 0
 
-        if self.attention is None and not sampling and (
-            teacher_forcing or not self.feedback
+        if (
+            self.attention is None
+            and not sampling
+            and (teacher_forcing or not self.feedback)
         ):
             outputs = self._run_layers(state, true_readouts, masks)
             return self._outputs(outputs)
@@ -408,9 +411,7 @@ class RecurrentDecoder(keras.layers.Layer):
                         coins = keras.random.uniform(
                             (batch_size, 1), seed=self.seed_generator
                         )
-                        truth = ops.where(
-                            coins < self.sampling_probability, own, truth
-                        )
+                        truth = ops.where(coins < self.sampling_probability, own, truth)
                     readout = truth
                 projected = self._project_part("readout", readout, bottom_mask)
             top, state, weights = self._step(projected, state, masks)
