@@ -19,11 +19,7 @@ from keras import ops
 
 
 def _check_positive_int(name, value):
-    if (
-        not isinstance(value, numbers.Integral)
-        or isinstance(value, bool)
-        or value <= 0
-    ):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
     return int(value)
 
@@ -31,11 +27,7 @@ def _check_positive_int(name, value):
 def _check_token(name, value, allow_none=False):
     if value is None and allow_none:
         return None
-    if (
-        not isinstance(value, numbers.Integral)
-        or isinstance(value, bool)
-        or value < 0
-    ):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
         expected = "a non-negative int or None" if allow_none else "a non-negative int"
         raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
     return int(value)
@@ -61,9 +53,7 @@ def _check_common(step_fn, start_ids, end_id, max_length, pad_id):
 
 def _map_state(fn, state):
     """Applies `fn` to every tensor of a nested state; `None` stays `None`."""
-    return keras.tree.map_structure(
-        lambda x: None if x is None else fn(x), state
-    )
+    return keras.tree.map_structure(lambda x: None if x is None else fn(x), state)
 
 
 def _all(flags):
@@ -219,6 +209,8 @@ def beam_search(
         num_return_sequences, max_length)` and `(N, num_return_sequences)`.
         `scores` are the raw total log-probabilities (not divided by the
         length penalty); `ids` are padded with `pad_id` after the end.
+        Where an input has fewer distinct hypotheses than asked for (a
+        vocabulary smaller than the beam), the extra ones score `-inf`.
 
     Example:
 
@@ -283,9 +275,7 @@ def beam_search(
             # would fill the beam with copies of one hypothesis. Only the
             # first is alive; the copies score -inf and lose every top-k
             # against a real candidate.
-            is_first = ops.equal(
-                ops.arange(rows_total, dtype="int32") % beam_width, 0
-            )
+            is_first = ops.equal(ops.arange(rows_total, dtype="int32") % beam_width, 0)
             scores = ops.where(is_first, ops.zeros_like(negative_inf), negative_inf)
             finished = ops.zeros_like(ids, dtype="bool")
             lengths = ops.zeros_like(ids)

@@ -292,8 +292,9 @@ class Seq2SeqModel(keras.Model):
             self._check_target("y", y)
             if self.token_outputs:
                 # Padded target positions count in neither the loss nor the
-                # metrics: Keras' losses and metrics honour a mask on y_pred.
-                keras.backend.set_keras_mask(y_pred, ops.not_equal(y, 0))
+                # metrics: Keras' losses and metrics honour the mask that a
+                # tensor carries as `_keras_mask`.
+                y_pred._keras_mask = ops.not_equal(y, 0)
         return super().compute_loss(
             x=x,
             y=y,

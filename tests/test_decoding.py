@@ -113,9 +113,7 @@ def test_greedy_follows_the_argmax_and_sums_log_probs():
     start = np.array([2, 3, 4, 5])
     ids, scores = greedy_search(model, h, start, end_id=None, max_length=6)
     assert tuple(ids.shape) == (4, 6) and tuple(scores.shape) == (4,)
-    assert ids.dtype == keras.backend.standardize_dtype("int32") or str(
-        ids.dtype
-    ).endswith("int32")
+    assert keras.backend.standardize_dtype(ids.dtype) == "int32"
     for i in range(4):
         expected_ids, expected_score = numpy_greedy(model, h[i], start[i], None, 6)
         np.testing.assert_array_equal(to_numpy(ids)[i], expected_ids)
@@ -133,9 +131,9 @@ def end_table():
     """
     table = np.full((6, 5, 5), 0.05)
     table[:, :, 4] = 0.8  # By default the next token is 4.
-    table[1, 2, :] = [0.05, 0.8, 0.05, 0.05, 0.05]  # "2 then 4" ends.
-    table[3, 4, :] = [0.05, 0.8, 0.05, 0.05, 0.05]  # Step 3 after 4 ends too.
-    table[0, 2, :] = [0.05, 0.05, 0.8, 0.05, 0.05]  # Start 2 emits 2 first.
+    table[0, 2, :] = [0.05, 0.05, 0.8, 0.05, 0.05]  # Step 0, after 2: 2.
+    table[1, 2, :] = [0.05, 0.8, 0.05, 0.05, 0.05]  # Step 1, after 2: end.
+    table[3, 4, :] = [0.05, 0.8, 0.05, 0.05, 0.05]  # Step 3, after 4: end.
     # Once input 0 has ended it is fed the pad; whatever the table then says
     # must not reach its output or score.
     table[2:, PAD, :] = [0.05, 0.05, 0.05, 0.8, 0.05]
@@ -155,7 +153,9 @@ def test_greedy_stops_at_the_end_token_and_pads_after_it():
         to_numpy(scores),
         [
             log_table[0, 2, 2] + log_table[1, 2, 1],
-            log_table[0, 3, 4] + log_table[1, 4, 4] + log_table[2, 4, 4]
+            log_table[0, 3, 4]
+            + log_table[1, 4, 4]
+            + log_table[2, 4, 4]
             + log_table[3, 4, 1],
         ],
         rtol=1e-6,
@@ -178,7 +178,9 @@ def test_beam_search_stops_at_the_end_token_and_pads_after_it(pad_id):
         pad_id=pad_id,
     )
     p = pad_id
-    np.testing.assert_array_equal(to_numpy(ids), [[2, 1, p, p, p, p], [4, 4, 4, 1, p, p]])
+    np.testing.assert_array_equal(
+        to_numpy(ids), [[2, 1, p, p, p, p], [4, 4, 4, 1, p, p]]
+    )
     np.testing.assert_allclose(
         to_numpy(scores)[0], log_table[0, 2, 2] + log_table[1, 2, 1], rtol=1e-6
     )
@@ -278,14 +280,26 @@ def test_batched_beam_search_equals_one_input_at_a_time():
     h = model.initial_state(3, seed=11)
     start = np.array([2, 4, 5])
     ids, scores = beam_search(
-        model, h, start, END, 7, beam_width=3, length_penalty=0.6,
+        model,
+        h,
+        start,
+        END,
+        7,
+        beam_width=3,
+        length_penalty=0.6,
         num_return_sequences=2,
     )
     assert tuple(ids.shape) == (3, 2, 7) and tuple(scores.shape) == (3, 2)
     for i in range(3):
         alone_ids, alone_scores = beam_search(
-            model, h[i : i + 1], start[i : i + 1], END, 7, beam_width=3,
-            length_penalty=0.6, num_return_sequences=2,
+            model,
+            h[i : i + 1],
+            start[i : i + 1],
+            END,
+            7,
+            beam_width=3,
+            length_penalty=0.6,
+            num_return_sequences=2,
         )
         np.testing.assert_array_equal(to_numpy(ids)[i], to_numpy(alone_ids)[0])
         np.testing.assert_allclose(
@@ -338,8 +352,14 @@ def test_length_penalty_can_favour_the_longer_hypothesis():
 
     def search(length_penalty):
         return beam_search(
-            step_fn, step_fn.initial_state(1), np.array([PAD]), END, 3,
-            beam_width=2, length_penalty=length_penalty, num_return_sequences=2,
+            step_fn,
+            step_fn.initial_state(1),
+            np.array([PAD]),
+            END,
+            3,
+            beam_width=2,
+            length_penalty=length_penalty,
+            num_return_sequences=2,
         )
 
     ids, scores = search(0.0)
@@ -350,6 +370,40 @@ def test_length_penalty_can_favour_the_longer_hypothesis():
     np.testing.assert_array_equal(to_numpy(ids)[0], [[A, END, PAD], [END, PAD, PAD]])
     # Still the raw log-probabilities, only ranked differently.
     np.testing.assert_allclose(to_numpy(scores)[0], [long, short], rtol=1e-6)
+
+
+def test_length_penalty_applies_while_searching():
+    """A finished hypothesis competes for its place in the beam with the
+    running ones by `score / lp(L)`, each at its current length."""
+    table = np.full((2, 4, 4), 0.25)
+    table[0, PAD] = [0.01, 0.3, 0.65, 0.04]
+    table[1, A] = [0.005, 0.42, 0.125, 0.45]
+    log_table = normalized_log(table)
+    end = log_table[0, PAD, END]  # -1.20, 1 token
+    a_b = log_table[0, PAD, A] + log_table[1, A, B]  # -1.23, 2 tokens
+    a_end = log_table[0, PAD, A] + log_table[1, A, END]  # -1.30, 2 tokens
+    step_fn = TableStep(log_table)
+
+    def search(length_penalty):
+        return beam_search(
+            step_fn,
+            step_fn.initial_state(1),
+            np.array([PAD]),
+            END,
+            2,
+            beam_width=2,
+            length_penalty=length_penalty,
+            num_return_sequences=2,
+        )
+
+    ids, scores = search(0.0)
+    np.testing.assert_array_equal(to_numpy(ids)[0], [[END, PAD], [A, B]])
+    np.testing.assert_allclose(to_numpy(scores)[0], [end, a_b], rtol=1e-6)
+    # Penalized, both 2-token candidates outrank the 1-token one, which
+    # leaves the beam at the last step.
+    ids, scores = search(1.0)
+    np.testing.assert_array_equal(to_numpy(ids)[0], [[A, B], [A, END]])
+    np.testing.assert_allclose(to_numpy(scores)[0], [a_b, a_end], rtol=1e-6)
 
 
 # 8. Nested states, `None` entries, tensors of rank 3.
@@ -373,6 +427,7 @@ class AttentiveToy(ToyRNN):
         self.C = (1.5 * rng.normal(size=(depth, self.vocab))).astype("float32")
 
     def compute(self, ids, h, memory):
+        memory = ops.convert_to_tensor(memory)
         attention = ops.softmax(
             ops.sum(memory * ops.matmul(h, self.Q)[:, None, :], axis=-1), axis=-1
         )
@@ -492,8 +547,11 @@ def constant_step(ids, state):
 @pytest.mark.parametrize("search", [greedy_search, beam_search])
 def test_bad_arguments_raise(search, kwargs, name):
     arguments = dict(
-        step_fn=constant_step, state=None, start_ids=np.zeros((2,), "int32"),
-        end_id=END, max_length=3,
+        step_fn=constant_step,
+        state=None,
+        start_ids=np.zeros((2,), "int32"),
+        end_id=END,
+        max_length=3,
     )
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=f"`{name}` must be .*Received: {name}"):
