@@ -58,15 +58,16 @@ class Seq2SeqModel(keras.Model):
             broadcast_state: hand the encoder's final states to the decoder,
                 as `args["bridge"]` says.
         """
-        self._config = dict(config, cell=args["cell"])
+        config = dict(config, cell=args["cell"])
         if args["input_embeddings"] is not None:
             # The matrix only initialises the weights, which are saved with
             # the model; the config keeps its shape.
-            self._config.update(
+            config.update(
                 input_embeddings=None,
                 input_vocab_size=args["input_vocab_size"],
                 embedding_dim=args["embedding_dim"],
             )
+        self._config = config
         self._args = args
         # The model consumes the input mask; its outputs are not masked.
         self.supports_masking = True
@@ -382,9 +383,9 @@ class Seq2SeqModel(keras.Model):
         """
         from kseq2seq import decoding
 
-        max_length = _arguments.positive_int(
-            "max_length", max_length or self._output_length
-        )
+        if max_length is None:
+            max_length = self._output_length
+        max_length = _arguments.positive_int("max_length", max_length)
         _arguments.choice("method", method, ("greedy", "beam"))
         if method == "beam" and not self.token_outputs:
             raise ValueError(

@@ -280,7 +280,12 @@ class RecurrentDecoder(keras.layers.Layer):
         return state
 
     def start_readout(self, context):
-        """The readout fed at step 0: start token embedding or start value."""
+        """The readout fed at step 0: start token embedding or start value.
+
+        `None` for a decoder without feedback.
+        """
+        if not self.feedback:
+            return None
         if self.tokens:
             batch_size = ops.shape(context)[0]
             return self.embedding(ops.full((batch_size,), self.start_id, "int32"))
