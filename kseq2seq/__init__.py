@@ -4,6 +4,7 @@ from kseq2seq._backend import select_torch_backend
 
 select_torch_backend()
 
+from kseq2seq.data import Vocabulary  # noqa: E402
 from kseq2seq.layers import BahdanauAttention  # noqa: E402
 from kseq2seq.layers import RecurrentDecoder  # noqa: E402
 from kseq2seq.layers import RecurrentEncoder  # noqa: E402
@@ -23,5 +24,6 @@ __all__ = [
     "Seq2SeqModel",
     "SimpleSeq2Seq",
     "StateBridge",
+    "Vocabulary",
     "__version__",
 ]
