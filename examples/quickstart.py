@@ -8,6 +8,10 @@ Run `python examples/quickstart.py` (about half a minute on a laptop CPU), or
 """
 
 import argparse
+import os
+
+# kseq2seq runs on Keras' PyTorch backend, chosen before Keras is imported.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras  # noqa: E402
 

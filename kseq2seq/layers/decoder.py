@@ -451,12 +451,13 @@ class RecurrentDecoder(keras.layers.Layer):
             stack = kernels.SharedStateStack(cell_kernels, masks)
             outputs, _ = kernels.run_sequence(stack, projected, states[0])
             return outputs
-        for layer, kernel in enumerate(cell_kernels):
-            if layer > 0:
-                if masks is not None:
-                    outputs = outputs * masks[layer][:, None, :]
-                projected = kernel.project(outputs)
-            outputs, _ = kernels.run_sequence(kernel, projected, states[layer])
+        outputs, _ = kernels.run_sequence(cell_kernels[0], projected, states[0])
+        for layer in range(1, self.depth):
+            if masks is not None:
+                outputs = outputs * masks[layer][:, None, :]
+            outputs, _ = kernels.run_layer(
+                [cell_kernels[layer]], outputs, [states[layer]]
+            )
         return outputs
 
     def compute_output_shape(self, context_shape, memory_shape=None):

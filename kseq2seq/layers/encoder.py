@@ -205,21 +205,15 @@ class RecurrentEncoder(keras.layers.Layer):
             for layer in range(self.depth):
                 if layer > 0 and masks is not None:
                     x = x * masks[layer][:, None, :]
-                outputs, states = [], []
-                for direction in range(self.num_directions):
-                    run = layer * self.num_directions + direction
-                    kernel = kernels.kernel_for(self.cells[run])
-                    output, state = kernels.run_sequence(
-                        kernel,
-                        kernel.project(x),
-                        initial[run],
-                        mask,
-                        reverse=direction == 1,
-                    )
-                    outputs.append(output)
-                    states.append(state)
-                    final_runs.append(state)
-                x = self._merge_directions(outputs)
+                first = layer * self.num_directions
+                runs = range(first, first + self.num_directions)
+                x, states = kernels.run_layer(
+                    [kernels.kernel_for(self.cells[run]) for run in runs],
+                    x,
+                    [initial[run] for run in runs],
+                    mask,
+                )
+                final_runs.extend(states)
                 finals.append([self._merge_directions(parts) for parts in zip(*states)])
             sequence = x
         if self.stateful:

@@ -201,6 +201,35 @@ def run_sequence(kernel, projected, initial_state, mask=None, reverse=False):
     return ops.stack(outputs, axis=1), states
 
 
+def run_layer(layer_kernels, inputs, initial_states, mask=None):
+    """One layer over a sequence, forwards and, with two kernels, backwards.
+
+    Args:
+        layer_kernels: `[forward]` or `[forward, backward]` kernels.
+        inputs: `(batch, time, features)`, the layer's raw input.
+        initial_states: one state list per direction.
+        mask: optional boolean `(batch, time)`, as in `run_sequence`.
+
+    Returns:
+        `(outputs, final_states)`: outputs `(batch, time, units)` with the
+        directions concatenated, and one final state list per direction.
+    """
+    outputs, final_states = [], []
+    for direction, kernel in enumerate(layer_kernels):
+        output, state = run_sequence(
+            kernel,
+            kernel.project(inputs),
+            initial_states[direction],
+            mask,
+            reverse=direction == 1,
+        )
+        outputs.append(output)
+        final_states.append(state)
+    if len(outputs) == 1:
+        return outputs[0], final_states
+    return ops.concatenate(outputs, axis=-1), final_states
+
+
 def step_stack(kernels, projected, states, shared_state=False, dropout_masks=None):
     """One time step through a stack of cells.
 

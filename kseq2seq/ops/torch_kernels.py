@@ -1,0 +1,235 @@
+"""PyTorch implementations of the recurrent kernels: the fast path.
+
+They compute exactly what `generic.py` computes, with the same Keras
+weights, but call PyTorch directly:
+
+- a whole layer (one or both directions) runs in one fused
+  `torch._VF.lstm` / `gru` / `rnn_tanh` call, the loop over time in C++ (or
+  cuDNN on a GPU), with packed sequences for right-padded masks;
+- single steps (decoders, shared-state stacks) use a handful of PyTorch
+  operations without Keras' per-operation dispatch.
+
+Only cells with their standard activations (tanh, sigmoid) and biases take
+this path; anything else is left to the `keras.ops` implementation.
+"""
+
+import keras
+import torch
+
+from kseq2seq.ops import generic
+
+_TANH = keras.activations.get("tanh")
+_SIGMOID = keras.activations.get("sigmoid")
+
+
+def _tensor(variable):
+    return variable.value if hasattr(variable, "value") else variable
+
+
+def supports(cell):
+    """Whether `cell` can run on the PyTorch kernels."""
+    if keras.backend.backend() != "torch" or not getattr(cell, "use_bias", False):
+        return False
+    if type(cell) is keras.layers.SimpleRNNCell:
+        return cell.activation is _TANH
+    if type(cell) is keras.layers.GRUCell and not cell.reset_after:
+        return False
+    return (
+        type(cell) in (keras.layers.LSTMCell, keras.layers.GRUCell)
+        and cell.activation is _TANH
+        and cell.recurrent_activation is _SIGMOID
+    )
+
+
+class _TorchProjection:
+    def project(self, inputs, start=0, stop=None, use_bias=True):
+        kernel = _tensor(self.cell.kernel)
+        if start != 0 or stop is not None:
+            kernel = kernel[start:stop]
+        inputs = torch.as_tensor(inputs, dtype=kernel.dtype, device=kernel.device)
+        bias = self.input_bias() if use_bias else None
+        if bias is None:
+            return torch.matmul(inputs, kernel)
+        if inputs.dim() == 2:
+            return torch.addmm(_tensor(bias), inputs, kernel)
+        return torch.matmul(inputs, kernel) + _tensor(bias)
+
+
+class TorchLSTMKernel(_TorchProjection, generic.LSTMKernel):
+    def step(self, projected, states):
+        h_tm1, c_tm1 = states
+        z = torch.addmm(projected, h_tm1, _tensor(self.cell.recurrent_kernel))
+        i, f, g, o = z.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, [h, c]
+
+    def fused_weights(self):
+        cell = self.cell
+        bias = _tensor(cell.bias)
+        return [
+            _tensor(cell.kernel).t(),
+            _tensor(cell.recurrent_kernel).t(),
+            bias,
+            torch.zeros_like(bias),
+        ]
+
+
+def _reorder_gru_gates(weight, units):
+    """Keras orders GRU gates [z, r, h], PyTorch [r, z, n]."""
+    return torch.cat(
+        [weight[..., units : 2 * units], weight[..., :units], weight[..., 2 * units :]],
+        dim=-1,
+    )
+
+
+class TorchGRUKernel(_TorchProjection, generic.GRUKernel):
+    def step(self, projected, states):
+        units = self.units
+        (h_tm1,) = states
+        inner = torch.addmm(
+            _tensor(self.cell.bias)[1], h_tm1, _tensor(self.cell.recurrent_kernel)
+        )
+        x_z, x_r, x_h = projected.split(units, dim=-1)
+        h_z, h_r, h_h = inner.split(units, dim=-1)
+        z = torch.sigmoid(x_z + h_z)
+        r = torch.sigmoid(x_r + h_r)
+        hh = torch.tanh(x_h + r * h_h)
+        h = z * h_tm1 + (1 - z) * hh
+        return h, [h]
+
+    def fused_weights(self):
+        cell = self.cell
+        bias = _tensor(cell.bias)
+        return [
+            _reorder_gru_gates(_tensor(cell.kernel), self.units).t(),
+            _reorder_gru_gates(_tensor(cell.recurrent_kernel), self.units).t(),
+            _reorder_gru_gates(bias[0], self.units),
+            _reorder_gru_gates(bias[1], self.units),
+        ]
+
+
+class TorchSimpleRNNKernel(_TorchProjection, generic.SimpleRNNKernel):
+    def step(self, projected, states):
+        (h_tm1,) = states
+        h = torch.tanh(
+            torch.addmm(projected, h_tm1, _tensor(self.cell.recurrent_kernel))
+        )
+        return h, [h]
+
+    def fused_weights(self):
+        cell = self.cell
+        bias = _tensor(cell.bias)
+        return [
+            _tensor(cell.kernel).t(),
+            _tensor(cell.recurrent_kernel).t(),
+            bias,
+            torch.zeros_like(bias),
+        ]
+
+
+_KERNELS = {
+    keras.layers.LSTMCell: TorchLSTMKernel,
+    keras.layers.GRUCell: TorchGRUKernel,
+    keras.layers.SimpleRNNCell: TorchSimpleRNNKernel,
+}
+
+_FUSED = {
+    TorchLSTMKernel: torch._VF.lstm,
+    TorchGRUKernel: torch._VF.gru,
+    TorchSimpleRNNKernel: torch._VF.rnn_tanh,
+}
+
+
+FUSABLE = tuple(_FUSED)
+
+
+def kernel_for(cell):
+    return _KERNELS[type(cell)](cell)
+
+
+def _right_padded_lengths(mask):
+    """Sequence lengths if `mask` is right-padded with no empty sequence."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    lengths = mask.sum(dim=1)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    right_padded = torch.equal(mask, positions[None, :] < lengths[:, None])
+    if not right_padded or int(lengths.min()) == 0:
+        return None
+    return lengths
+
+
+def run_layer(layer_kernels, inputs, initial_states, mask=None):
+    """One layer, one or both directions, in one fused call.
+
+    Returns `(outputs, final_states)` as `generic.run_layer` does, or `None`
+    when the fused call cannot reproduce it (a mask with holes or an empty
+    sequence), so the caller falls back.
+    """
+    kernel = layer_kernels[0]
+    fused = _FUSED[type(kernel)]
+    lstm = isinstance(kernel, TorchLSTMKernel)
+    bidirectional = len(layer_kernels) == 2
+    params = [w for k in layer_kernels for w in k.fused_weights()]
+    dtype = params[0].dtype
+    inputs = torch.as_tensor(inputs, dtype=dtype, device=params[0].device)
+    # PyTorch stacks initial states as (directions, batch, units) per state.
+    hx = [
+        torch.stack([state[i] for state in initial_states])
+        for i in range(len(initial_states[0]))
+    ]
+    hx = tuple(hx) if lstm else hx[0]
+    training = torch.is_grad_enabled()
+    lengths = None
+    if mask is not None:
+        lengths = _right_padded_lengths(mask)
+        if lengths is None:
+            return None
+    if lengths is None:
+        result = fused(inputs, hx, params, True, 1, 0.0, training, bidirectional, True)
+        outputs = result[0]
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            inputs, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        if lstm:
+            hx = tuple(h.index_select(1, packed.sorted_indices) for h in hx)
+        else:
+            hx = hx.index_select(1, packed.sorted_indices)
+        result = fused(
+            packed.data,
+            packed.batch_sizes,
+            hx,
+            params,
+            True,
+            1,
+            0.0,
+            training,
+            bidirectional,
+        )
+        outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(
+            torch.nn.utils.rnn.PackedSequence(
+                result[0],
+                packed.batch_sizes,
+                packed.sorted_indices,
+                packed.unsorted_indices,
+            ),
+            batch_first=True,
+            total_length=inputs.shape[1],
+        )
+    finals = list(result[1:]) if lstm else [result[1]]
+    if lengths is not None:
+        finals = [f.index_select(1, packed.unsorted_indices) for f in finals]
+        # Keras' convention, kept by the generic path: a forward direction
+        # carries its last valid output over the padding.
+        units = kernel.units
+        forward = torch.where(
+            torch.as_tensor(mask, dtype=torch.bool, device=outputs.device)[..., None],
+            outputs[..., :units],
+            finals[0][0][:, None, :],
+        )
+        outputs = torch.cat([forward, outputs[..., units:]], dim=-1)
+    final_states = [
+        [f[direction] for f in finals] for direction in range(len(layer_kernels))
+    ]
+    return outputs, final_states
