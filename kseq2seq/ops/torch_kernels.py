@@ -175,7 +175,12 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
     inputs = torch.as_tensor(inputs, dtype=dtype, device=params[0].device)
     # PyTorch stacks initial states as (directions, batch, units) per state.
     hx = [
-        torch.stack([state[i] for state in initial_states])
+        torch.stack(
+            [
+                torch.as_tensor(state[i], dtype=dtype, device=inputs.device)
+                for state in initial_states
+            ]
+        )
         for i in range(len(initial_states[0]))
     ]
     hx = tuple(hx) if lstm else hx[0]

@@ -1,0 +1,146 @@
+"""The PyTorch kernels and the keras.ops kernels give the same results.
+
+Every builder and option, masked and unmasked: same outputs and same
+gradients for every weight, so the fast path never changes what a model
+computes.
+"""
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from kseq2seq import AttentionSeq2Seq
+from kseq2seq import Seq2Seq
+from kseq2seq import SimpleSeq2Seq
+from kseq2seq import ops as kernels
+from kseq2seq.ops import generic
+from kseq2seq.ops import torch_kernels
+
+VECTOR = dict(input_dim=3, hidden_dim=5, output_length=4, output_dim=2)
+TOKENS = dict(input_vocab_size=9, output_vocab_size=9, output_length=4, hidden_dim=5)
+
+CASES = {
+    "simple": (SimpleSeq2Seq, dict(VECTOR, depth=2)),
+    "simple_bidirectional_gru": (
+        SimpleSeq2Seq,
+        dict(VECTOR, bidirectional=True, cell="gru"),
+    ),
+    "seq2seq_shared_state": (Seq2Seq, dict(VECTOR, depth=2, teacher_force=True)),
+    "seq2seq_peek_per_layer": (
+        Seq2Seq,
+        dict(VECTOR, depth=(2, 3), peek=True, inner_broadcast_state=False),
+    ),
+    "seq2seq_bidirectional_dense": (
+        Seq2Seq,
+        dict(
+            VECTOR,
+            depth=2,
+            bidirectional=True,
+            inner_broadcast_state=False,
+            bridge="dense",
+            teacher_force=True,
+        ),
+    ),
+    "seq2seq_simple_rnn_dropout": (
+        Seq2Seq,
+        dict(VECTOR, cell="simple_rnn", dropout=0.3, teacher_force=True),
+    ),
+    "attention": (AttentionSeq2Seq, dict(VECTOR, depth=2, teacher_force=True)),
+    "attention_gru_bridge": (
+        AttentionSeq2Seq,
+        dict(VECTOR, cell="gru", bridge="concat"),
+    ),
+    "tokens_seq2seq": (Seq2Seq, dict(TOKENS, teacher_force=True, depth=2)),
+    "tokens_attention_sampling": (
+        AttentionSeq2Seq,
+        dict(TOKENS, teacher_force=True, scheduled_sampling=0.5, dropout=0.2),
+    ),
+    "tokens_simple_reversed": (SimpleSeq2Seq, dict(TOKENS, reverse_input=True)),
+}
+
+
+def _inputs(options, masked):
+    rng = np.random.default_rng(0)
+    if "input_vocab_size" in options:
+        x = rng.integers(1, 9, size=(3, 6)).astype("int32")
+        y = rng.integers(1, 9, size=(3, 4)).astype("int32")
+        if masked:
+            x[1, 3:] = 0
+            x[2, 5:] = 0
+        return x, y
+    x = rng.normal(size=(3, 6, 3)).astype("float32")
+    y = rng.normal(size=(3, 4, 2)).astype("float32")
+    return x, y
+
+
+def _run(model, x, y, training, seed_states, mask=None):
+    for generator, state in seed_states:
+        generator.state.assign(state)
+    keras.utils.set_random_seed(7)
+    inputs = [x, y] if model._teacher_force else x
+    if mask is not None:
+        output = model(inputs, training=training, mask=mask)
+    else:
+        output = model(inputs, training=training)
+    weights = torch.linspace(-1, 1, output.numel()).reshape(output.shape)
+    loss = (output * weights).sum()
+    variables = [v.value for v in model.trainable_variables]
+    gradients = torch.autograd.grad(loss, variables, allow_unused=True)
+    return output.detach().numpy(), [
+        None if g is None else g.detach().numpy() for g in gradients
+    ]
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_and_generic_kernels_agree(case, training, masked):
+    builder, options = CASES[case]
+    model = builder(**options)
+    x, y = _inputs(options, masked)
+    mask = None
+    if masked and "input_dim" in options:
+        # Right-padded vector inputs, with the padding given as a mask.
+        mask = np.ones((3, 6), bool)
+        mask[1, 3:] = False
+        mask[2, 5:] = False
+        x[~mask] = 0.0
+    generators = [model.encoder.seed_generator, model.decoder.seed_generator]
+    seed_states = [(g, g.state.value.clone()) for g in generators]
+
+    fast_out, fast_grads = _run(model, x, y, training, seed_states, mask)
+    with kernels.fast_kernels(False):
+        slow_out, slow_grads = _run(model, x, y, training, seed_states, mask)
+
+    np.testing.assert_allclose(fast_out, slow_out, atol=2e-5)
+    for variable, fast, slow in zip(model.trainable_variables, fast_grads, slow_grads):
+        assert (fast is None) == (slow is None), variable.path
+        if fast is not None:
+            np.testing.assert_allclose(fast, slow, atol=5e-5, err_msg=variable.path)
+
+
+def test_the_fast_path_is_taken_for_standard_cells_only():
+    lstm = keras.layers.LSTMCell(4)
+    lstm.build((None, 3))
+    assert isinstance(kernels.kernel_for(lstm), torch_kernels.TorchLSTMKernel)
+    relu = keras.layers.LSTMCell(4, activation="relu")
+    relu.build((None, 3))
+    kernel = kernels.kernel_for(relu)
+    assert type(kernel) is generic.LSTMKernel
+    with kernels.fast_kernels(False):
+        assert type(kernels.kernel_for(lstm)) is generic.LSTMKernel
+    assert isinstance(kernels.kernel_for(lstm), torch_kernels.TorchLSTMKernel)
+
+
+def test_masks_with_holes_fall_back_and_agree():
+    cell = keras.layers.LSTMCell(4)
+    cell.build((None, 3))
+    x = np.random.default_rng(1).normal(size=(2, 5, 3)).astype("float32")
+    mask = np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+    states = [[np.zeros((2, 4), "float32")] * 2]
+    fast, fast_states = kernels.run_layer([kernels.kernel_for(cell)], x, states, mask)
+    slow, slow_states = generic.run_layer([generic.kernel_for(cell)], x, states, mask)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fast), keras.ops.convert_to_numpy(slow), atol=1e-6
+    )
