@@ -136,9 +136,13 @@ def test_the_fast_path_is_taken_for_standard_cells_only():
 def test_masks_with_holes_fall_back_and_agree():
     cell = keras.layers.LSTMCell(4)
     cell.build((None, 3))
-    x = np.random.default_rng(1).normal(size=(2, 5, 3)).astype("float32")
-    mask = np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
-    states = [[np.zeros((2, 4), "float32")] * 2]
+    x = keras.ops.convert_to_tensor(
+        np.random.default_rng(1).normal(size=(2, 5, 3)).astype("float32")
+    )
+    mask = keras.ops.convert_to_tensor(
+        np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+    )
+    states = [[keras.ops.zeros((2, 4))] * 2]
     fast, fast_states = kernels.run_layer([kernels.kernel_for(cell)], x, states, mask)
     slow, slow_states = generic.run_layer([generic.kernel_for(cell)], x, states, mask)
     np.testing.assert_allclose(
