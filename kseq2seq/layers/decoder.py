@@ -394,7 +394,7 @@ class RecurrentDecoder(keras.layers.Layer):
             and not sampling
             and (teacher_forcing or not self.feedback)
         ):
-            outputs = self._run_layers(state, true_readouts, masks)
+            outputs = self._run_layers(context, state, true_readouts, masks)
             return self._outputs(outputs)
 
         readout_mask = None if bottom_mask is None else bottom_mask[:, None, :]
@@ -435,23 +435,35 @@ class RecurrentDecoder(keras.layers.Layer):
             return result, ops.stack(attention_weights, axis=1)
         return result
 
-    def _run_layers(self, state, true_readouts, masks):
+    def _run_layers(self, context, state, true_readouts, masks):
         """Every step's input is known: run each layer over the sequence."""
         cell_kernels = self._kernels()
-        static = state["static"][:, None, :]
-        if true_readouts is not None:
-            readout_mask = None if masks is None else masks[0][:, None, :]
-            projected = static + self._project_part(
-                "readout", true_readouts, readout_mask
-            )
-        else:
-            projected = ops.repeat(static, self.output_length, axis=1)
         states = state["states"]
-        if self.shared_state:
-            stack = kernels.SharedStateStack(cell_kernels, masks)
-            outputs, _ = kernels.run_sequence(stack, projected, states[0])
-            return outputs
-        outputs, _ = kernels.run_sequence(cell_kernels[0], projected, states[0])
+        static = state["static"][:, None, :]
+        if self.shared_state or true_readouts is None:
+            # The bottom layer's input projection: the parts that never
+            # change were projected once, in `state["static"]`.
+            if true_readouts is not None:
+                readout_mask = None if masks is None else masks[0][:, None, :]
+                projected = static + self._project_part(
+                    "readout", true_readouts, readout_mask
+                )
+            else:
+                projected = ops.repeat(static, self.output_length, axis=1)
+            if self.shared_state:
+                stack = kernels.SharedStateStack(cell_kernels, masks)
+                return kernels.run_sequence(stack, projected, states[0])[0]
+            outputs, _ = kernels.run_sequence(cell_kernels[0], projected, states[0])
+        else:
+            # Readouts that change at every step: one fused call over the
+            # bottom layer's whole input beats a loop over steps.
+            parts = [true_readouts]
+            if self.peek:
+                parts.append(ops.repeat(context[:, None, :], self.output_length, 1))
+            inputs = ops.concatenate(parts, axis=-1)
+            if masks is not None:
+                inputs = inputs * masks[0][:, None, :]
+            outputs, _ = kernels.run_layer([cell_kernels[0]], inputs, [states[0]])
         for layer in range(1, self.depth):
             if masks is not None:
                 outputs = outputs * masks[layer][:, None, :]
