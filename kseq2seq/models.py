@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from kseq2seq import _arguments
+from kseq2seq import decoding
 from kseq2seq.layers.bridge import StateBridge
 from kseq2seq.layers.decoder import RecurrentDecoder
 from kseq2seq.layers.encoder import RecurrentEncoder
@@ -381,8 +382,6 @@ class Seq2SeqModel(keras.Model):
             `(batch, num_return_sequences)`). For vector outputs, the outputs
             `(batch, max_length, output_dim)`.
         """
-        from kseq2seq import decoding
-
         if max_length is None:
             max_length = self._output_length
         max_length = _arguments.positive_int("max_length", max_length)

@@ -42,6 +42,20 @@ def supports(cell):
 
 
 class _TorchProjection:
+    def fused_weights(self):
+        """`[w_ih, w_hh, b_ih, b_hh]` as `torch._VF` expects them.
+
+        Keras keeps a single bias, so PyTorch's second bias is zero.
+        """
+        cell = self.cell
+        bias = _tensor(cell.bias)
+        return [
+            _tensor(cell.kernel).t(),
+            _tensor(cell.recurrent_kernel).t(),
+            bias,
+            torch.zeros_like(bias),
+        ]
+
     def project(self, inputs, start=0, stop=None, use_bias=True):
         kernel = _tensor(self.cell.kernel)
         if start != 0 or stop is not None:
@@ -63,16 +77,6 @@ class TorchLSTMKernel(_TorchProjection, generic.LSTMKernel):
         c = torch.sigmoid(f) * c_tm1 + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, [h, c]
-
-    def fused_weights(self):
-        cell = self.cell
-        bias = _tensor(cell.bias)
-        return [
-            _tensor(cell.kernel).t(),
-            _tensor(cell.recurrent_kernel).t(),
-            bias,
-            torch.zeros_like(bias),
-        ]
 
 
 def _reorder_gru_gates(weight, units):
@@ -116,16 +120,6 @@ class TorchSimpleRNNKernel(_TorchProjection, generic.SimpleRNNKernel):
             torch.addmm(projected, h_tm1, _tensor(self.cell.recurrent_kernel))
         )
         return h, [h]
-
-    def fused_weights(self):
-        cell = self.cell
-        bias = _tensor(cell.bias)
-        return [
-            _tensor(cell.kernel).t(),
-            _tensor(cell.recurrent_kernel).t(),
-            bias,
-            torch.zeros_like(bias),
-        ]
 
 
 _KERNELS = {
