@@ -166,9 +166,7 @@ def test_bidirectional_shared_state_runs_one_stack_per_direction():
     forward, backward = halves
     np.testing.assert_allclose(
         to_numpy(sequence),
-        np.concatenate(
-            [to_numpy(forward[0]), to_numpy(backward[0])[:, ::-1]], axis=-1
-        ),
+        np.concatenate([to_numpy(forward[0]), to_numpy(backward[0])[:, ::-1]], axis=-1),
         atol=1e-5,
     )
     np.testing.assert_allclose(
