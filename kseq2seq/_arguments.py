@@ -287,7 +287,9 @@ def resolve(config):
         )
     if resolved["hidden_dim"] is None:
         # A vocabulary's size is no guide to a layer's width.
-        resolved["hidden_dim"] = resolved["output_dim"] or DEFAULT_TOKEN_HIDDEN_DIM
+        resolved["hidden_dim"] = (
+            DEFAULT_TOKEN_HIDDEN_DIM if output_vocab_size else resolved["output_dim"]
+        )
     _token_arguments(config, resolved)
     batch, length = resolved["batch_input_shape"][:2]
     if resolved["stateful"] and batch is None:

@@ -483,6 +483,28 @@ _SHAPE_ARGS_DOC = """
         input_length: int or `None` (any length, the default)."""
 
 
+_TOKEN_ARGS_DOC = """
+        cell: `"lstm"`, `"gru"` or `"simple_rnn"`, or one of the classes
+            `keras.layers.LSTMCell`, `GRUCell`, `SimpleRNNCell`. Defaults
+            to `"lstm"`.
+        {bidirectional}input_vocab_size: int. Inputs are token ids
+            `(batch, input_length)` from a vocabulary of this size,
+            embedded, with id 0 as padding (masked). Defaults to `None`
+            (vector inputs).
+        output_vocab_size: int. Outputs are probabilities over a vocabulary
+            of this size; targets are ids `(batch, output_length)` padded
+            with 0. Defaults to `None` (vector outputs).
+        embedding_dim: int. Width of the token embeddings. Defaults to
+            `hidden_dim`.
+        input_embeddings: array `(input_vocab_size, embedding_dim)` of
+            pre-trained input embeddings. Defaults to `None`.
+        start_id: int. Token fed to a feedback decoder at step 0. Defaults
+            to `1`.
+        end_id: int. Token that ends a generated sequence. Defaults to `2`.
+        {sampling}reverse_input: bool. Reverse each input's valid steps before
+            encoding (Sutskever et al. 2014). Defaults to `False`."""
+
+
 @keras.saving.register_keras_serializable(package="kseq2seq")
 class SimpleSeq2Seq(Seq2SeqModel):
     """Encoder-decoder whose decoder reads the context at every step.
@@ -496,10 +518,11 @@ class SimpleSeq2Seq(Seq2SeqModel):
     Args:
         output_dim: int. Width of each output step.
         output_length: int. Number of output steps.
-        hidden_dim: int. Width of every LSTM layer. Defaults to `output_dim`.
+        hidden_dim: int. Width of every recurrent layer. Defaults to
+            `output_dim`, or 128 with `output_vocab_size`.
         {shape_args}
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
-        dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
+        dropout: float in `[0, 1)`. Dropout on the input of every recurrent layer,
             one mask per sequence. Defaults to `0.0`.
         unroll: bool. As in Keras' RNN layers: needs a fixed `input_length`.
             On the PyTorch backend every recurrence already runs as an
@@ -510,6 +533,7 @@ class SimpleSeq2Seq(Seq2SeqModel):
             Defaults to `False`.
         output_activation: activation of the output head. Defaults to `None`
             (linear); use `"softmax"` for one-hot targets.
+        {token_args}
         **kwargs: `keras.Model` arguments such as `name`.
 
     Example:
@@ -580,7 +604,8 @@ class Seq2Seq(Seq2SeqModel):
         output_dim: int. Width of each output step.
         output_length: int. Number of output steps.
         {shape_args}
-        hidden_dim: int. Width of every LSTM layer. Defaults to `output_dim`.
+        hidden_dim: int. Width of every recurrent layer. Defaults to
+            `output_dim`, or 128 with `output_vocab_size`.
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
         broadcast_state: bool. Start the decoder from the encoder's final
             state. Defaults to `True`.
@@ -596,10 +621,11 @@ class Seq2Seq(Seq2SeqModel):
             Defaults to `False`.
         peek: bool. Feed the context vector at every decoder step.
             Defaults to `False`.
-        dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
+        dropout: float in `[0, 1)`. Dropout on the input of every recurrent layer,
             one mask per sequence. Defaults to `0.0`.
         output_activation: activation of the output head. Defaults to `None`
             (linear).
+        {token_args}
         **kwargs: `keras.Model` arguments such as `name`.
 
     Example:
@@ -651,7 +677,7 @@ class Seq2Seq(Seq2SeqModel):
             feedback=True,
             peek=args["peek"],
             shared_state=args["inner_broadcast_state"],
-            broadcast_state=args["broadcast_state"],
+            broadcast_state=args["broadcast_state"] and args["bridge"] is not None,
         )
 
 
@@ -674,14 +700,15 @@ class AttentionSeq2Seq(Seq2SeqModel):
 
     Padded input steps (a mask) receive a weight of exactly zero, and the
     input length may vary. The decoder starts from zero states, as in the
-    reference project.
+    reference project, unless `bridge` hands it the encoder's states.
 
     Args:
         output_dim: int. Width of each output step.
         output_length: int. Number of output steps.
         {shape_args}
-        hidden_dim: int. Width of every LSTM layer (per direction) and of the
-            attention's hidden layer. Defaults to `output_dim`.
+        hidden_dim: int. Width of every recurrent layer (per direction) and
+            of the attention's hidden layer. Defaults to `output_dim`, or 128
+            with `output_vocab_size`.
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
         bidirectional: bool. Bidirectional encoder. Defaults to `True`.
         unroll: bool. As in Keras' RNN layers: needs a fixed `input_length`.
@@ -690,12 +717,13 @@ class AttentionSeq2Seq(Seq2SeqModel):
             Defaults to `False`.
         stateful: bool. The encoder's final states of one batch start the
             next batch, until `reset_states()`. Defaults to `False`.
-        dropout: float in `[0, 1)`. Dropout on the input of every LSTM layer,
+        dropout: float in `[0, 1)`. Dropout on the input of every recurrent layer,
             one mask per sequence. Defaults to `0.0`.
         teacher_force: bool. Feed the ground truth during training, as in
             `Seq2Seq`. Defaults to `False`.
         output_activation: activation of the output head. Defaults to `None`
             (linear).
+        {token_args}
         **kwargs: `keras.Model` arguments such as `name`.
 
     Example:
@@ -770,9 +798,44 @@ class AttentionSeq2Seq(Seq2SeqModel):
                 memory_mask=mask,
                 return_attention_weights=True,
             )
+            if self._args["reverse_input"]:
+                # Back from the encoder's reversed order to input positions.
+                batch_weights = ops.transpose(
+                    reverse_valid_steps(ops.transpose(batch_weights, (0, 2, 1)), mask),
+                    (0, 2, 1),
+                )
             weights.append(ops.convert_to_numpy(batch_weights))
         return np.concatenate(weights, axis=0)
 
 
+_BIDIRECTIONAL_DOC = """bidirectional: bool. Bidirectional encoder. Defaults to `False`.
+        """
+_BRIDGE_DOC = """bridge: how the encoder's final states start the decoder: `"concat"`
+            hands them over as they are (a bidirectional encoder's forward
+            and backward states concatenated, so the decoder is
+            `2 * hidden_dim` wide), `"dense"` projects each through a tanh
+            `Dense(hidden_dim)`, `None` starts from zeros. Defaults to
+            {default}.
+        """
+_SAMPLING_DOC = """scheduled_sampling: float in `[0, 1)`. With `teacher_force`, the
+            probability that a training step reads the model's own
+            previous prediction instead of the truth. Defaults to `0.0`.
+        """
+_EXTRA_DOCS = {
+    "SimpleSeq2Seq": (_BIDIRECTIONAL_DOC, ""),
+    "Seq2Seq": (
+        _BIDIRECTIONAL_DOC + _BRIDGE_DOC.format(default='`"concat"`'),
+        _SAMPLING_DOC,
+    ),
+    "AttentionSeq2Seq": (_BRIDGE_DOC.format(default="`None`"), _SAMPLING_DOC),
+}
 for _builder in (SimpleSeq2Seq, Seq2Seq, AttentionSeq2Seq):
-    _builder.__doc__ = _builder.__doc__.replace("{shape_args}", _SHAPE_ARGS_DOC.strip())
+    _bidirectional, _sampling = _EXTRA_DOCS[_builder.__name__]
+    _builder.__doc__ = _builder.__doc__.replace(
+        "{shape_args}", _SHAPE_ARGS_DOC.strip()
+    ).replace(
+        "{token_args}",
+        _TOKEN_ARGS_DOC.strip().format(
+            bidirectional=_bidirectional, sampling=_sampling
+        ),
+    )

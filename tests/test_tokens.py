@@ -318,3 +318,37 @@ def test_bad_generation_arguments_raise_value_error():
         token_model.generate(np.ones((1, 5), "int32"), method="sample")
     with pytest.raises(ValueError, match="max_length"):
         token_model.generate(np.ones((1, 5), "int32"), max_length=0)
+
+
+def test_attention_weights_of_reversed_inputs_refer_to_input_positions():
+    reversed_model = _token_model("attention", reverse_input=True)
+    plain = _token_model("attention")
+    plain.set_weights(reversed_model.get_weights())
+    ids, lengths = _padded_batch()
+    flipped = ids.copy()
+    for row, length in enumerate(lengths):
+        flipped[row, :length] = ids[row, :length][::-1]
+    weights = reversed_model.attention_weights(ids)
+    expected = plain.attention_weights(flipped)
+    for row, length in enumerate(lengths):
+        np.testing.assert_allclose(
+            weights[row, :, :length], expected[row, :, :length][:, ::-1], atol=1e-6
+        )
+
+
+def test_bridge_none_starts_the_seq2seq_decoder_from_zeros():
+    model = Seq2Seq(
+        input_dim=3, hidden_dim=4, output_length=2, output_dim=2, bridge=None
+    )
+    assert model.bridge is None
+
+
+def test_token_models_default_to_a_fixed_hidden_width():
+    for output_dim in (None, VOCAB):
+        model = Seq2Seq(
+            input_vocab_size=VOCAB,
+            output_vocab_size=VOCAB,
+            output_dim=output_dim,
+            output_length=3,
+        )
+        assert model.encoder.units == 128
