@@ -299,7 +299,9 @@ class RecurrentDecoder(keras.layers.Layer):
             projected = projected + projected_readout
         weights = None
         if self.attention is not None:
-            attended, weights = self.attention(
+            # Sub-layers inside the step loop are built: calling their
+            # `call` directly skips Keras' per-call bookkeeping.
+            attended, weights = self.attention.call(
                 state["query"],
                 state["keys"],
                 state["memory"],
@@ -336,22 +338,22 @@ class RecurrentDecoder(keras.layers.Layer):
         """
         projected = None
         if self.feedback:
-            readout = self.embedding(previous) if self.tokens else previous
+            readout = self.embedding.call(previous) if self.tokens else previous
             projected = self._project_part("readout", readout)
         top, new_state, _ = self._step(projected, state)
         if self.tokens:
-            return ops.log_softmax(self.head(top), axis=-1), new_state
-        return self.head(top), new_state
+            return ops.log_softmax(self.head.call(top), axis=-1), new_state
+        return self.head.call(top), new_state
 
     def _outputs(self, top):
         """Head outputs: probabilities for a token decoder."""
-        outputs = self.head(top)
+        outputs = self.head.call(top)
         return ops.softmax(outputs, axis=-1) if self.tokens else outputs
 
     def _feedback(self, outputs):
         """What a free-running step feeds back from its outputs."""
         if self.tokens:
-            return self.embedding(ops.argmax(outputs, axis=-1))
+            return self.embedding.call(ops.argmax(outputs, axis=-1))
         return outputs
 
     def _true_readouts(self, context, ground_truth):
