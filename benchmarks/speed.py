@@ -870,6 +870,27 @@ def measure_all_memory(cases, settings, quick):
 # --- report -----------------------------------------------------------------
 
 
+def git_revision():
+    """The commit of the kseq2seq checkout measured; `+`: the package has changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kseq2seq.__file__)))
+    try:
+        commit, changes = (
+            subprocess.run(
+                ["git", "-C", root, *command],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            for command in (
+                ["rev-parse", "--short", "HEAD"],
+                ["status", "--short", "--", "kseq2seq"],
+            )
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+" if changes else "")
+
+
 def environment():
     return {
         "device": str(DEVICE),
@@ -879,6 +900,7 @@ def environment():
         "torch": torch.__version__,
         "keras": keras.__version__,
         "kseq2seq": kseq2seq.__version__,
+        "kseq2seq_commit": git_revision(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": os.getloadavg(),
@@ -958,7 +980,8 @@ def describe(env):
     gpu = f", {env['gpu']}" if env["gpu"] else ""
     return (
         f"Device: {env['device']} (Keras: {env['keras_device']}{gpu}); "
-        f"torch {env['torch']}, keras {env['keras']}, kseq2seq {env['kseq2seq']}, "
+        f"torch {env['torch']}, keras {env['keras']}, "
+        f"kseq2seq {env['kseq2seq']} ({env['kseq2seq_commit'] or 'no git'}), "
         f"Python {env['python']}; {env['cpu_count']} CPUs, "
         f"{env['torch_threads']} torch threads."
     )
