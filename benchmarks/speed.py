@@ -24,9 +24,10 @@ median of the repeats reported:
   outputs): `predict_on_batch`, or the same computation under `torch.no_grad()`;
 - greedy and beam-search (width 5) decoding latency of the token model at
   batch 1 and 64, against a hand-written PyTorch greedy loop;
-- peak memory during a few training batches, each contender in a fresh
-  subprocess: the growth of `ru_maxrss` over its value once the model is
-  built (on CUDA, `torch.cuda.max_memory_allocated` over the allocated memory).
+- peak memory during a few training batches, each contender in fresh
+  subprocesses (median of 3): the growth of `ru_maxrss` over its value once the
+  model is built (on CUDA, `torch.cuda.max_memory_allocated` over the allocated
+  memory).
 
 Before timing, every model's kseq2seq weights are copied into its PyTorch twin
 and both outputs (free-running and teacher-forced) are checked to agree.
