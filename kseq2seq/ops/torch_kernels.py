@@ -184,6 +184,9 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         lengths = _right_padded_lengths(mask)
         if lengths is None:
             return None
+        if int(lengths.min()) == inputs.shape[1]:
+            # Nothing is padded: packing would only sort and unsort.
+            lengths, mask = None, None
     if lengths is None:
         result = fused(inputs, hx, params, True, 1, 0.0, training, bidirectional, True)
         outputs = result[0]
