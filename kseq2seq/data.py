@@ -19,9 +19,9 @@ def one_hot(ids, num_classes):
 
     Example:
 
-    >>> one_hot(np.array([[0, 2]]), 3)
-    array([[[1., 0., 0.],
-            [0., 0., 1.]]], dtype=float32)
+        >>> one_hot(np.array([[0, 2]]), 3)
+        array([[[1., 0., 0.],
+                [0., 0., 1.]]], dtype=float32)
     """
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
@@ -54,9 +54,9 @@ def reverse_task(num_samples, length, num_symbols=10, seed=None):
 
     Example:
 
-    >>> x, y = reverse_task(4, length=8, num_symbols=10, seed=0)
-    >>> x.shape, bool((y[:, ::-1] == x).all())
-    ((4, 8, 10), True)
+        >>> x, y = reverse_task(4, length=8, num_symbols=10, seed=0)
+        >>> x.shape, bool((y[:, ::-1] == x).all())
+        ((4, 8, 10), True)
     """
     ids = _symbols(num_samples, length, num_symbols, seed)
     return one_hot(ids, num_symbols), one_hot(ids[:, ::-1], num_symbols)
@@ -112,19 +112,19 @@ class Vocabulary:
 
     Example:
 
-    >>> vocab = Vocabulary.from_texts(["hello", "world"])
-    >>> len(vocab), vocab.tokens
-    (11, ['l', 'o', 'h', 'e', 'w', 'r', 'd'])
-    >>> ids = vocab.encode(["hello", "hold!"], add_end=True)
-    >>> ids.tolist()
-    [[6, 7, 4, 4, 5, 2], [6, 5, 4, 10, 3, 2]]
-    >>> vocab.decode(ids)
-    ['hello', 'hold⁇']
-    >>> words = Vocabulary(["one", "two"], level="word")
-    >>> words.encode("two  one", add_start=True).tolist()
-    [1, 5, 4]
-    >>> words.decode([1, 5, 4, 2, 4, 0])
-    'two one'
+        >>> vocab = Vocabulary.from_texts(["hello", "world"])
+        >>> len(vocab), vocab.tokens
+        (11, ['l', 'o', 'h', 'e', 'w', 'r', 'd'])
+        >>> ids = vocab.encode(["hello", "hold!"], add_end=True)
+        >>> ids.tolist()
+        [[6, 7, 4, 4, 5, 2], [6, 5, 4, 10, 3, 2]]
+        >>> vocab.decode(ids)
+        ['hello', 'hold⁇']
+        >>> words = Vocabulary(["one", "two"], level="word")
+        >>> words.encode("two  one", add_start=True).tolist()
+        [1, 5, 4]
+        >>> words.decode([1, 5, 4, 2, 4, 0])
+        'two one'
     """
 
     PAD = 0
@@ -187,11 +187,11 @@ class Vocabulary:
 
         Example:
 
-        >>> vocab = Vocabulary.from_texts(["a b b", "c b a"], level="word")
-        >>> vocab.tokens
-        ['b', 'a', 'c']
-        >>> Vocabulary.from_texts(["a b b", "c b a"], "word", max_size=5).tokens
-        ['b']
+            >>> vocab = Vocabulary.from_texts(["a b b", "c b a"], level="word")
+            >>> vocab.tokens
+            ['b', 'a', 'c']
+            >>> Vocabulary.from_texts(["a b b", "c b a"], "word", max_size=5).tokens
+            ['b']
         """
         if level not in cls._LEVELS:
             raise ValueError(
@@ -300,9 +300,9 @@ class Vocabulary:
 
         Example:
 
-        >>> vocab = Vocabulary(["a", "b"])
-        >>> vocab.encode(["ab", "b?"], max_length=5, add_start=True).tolist()
-        [[1, 4, 5, 0, 0], [1, 5, 3, 0, 0]]
+            >>> vocab = Vocabulary(["a", "b"])
+            >>> vocab.encode(["ab", "b?"], max_length=5, add_start=True).tolist()
+            [[1, 4, 5, 0, 0], [1, 5, 3, 0, 0]]
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -351,11 +351,11 @@ class Vocabulary:
 
         Example:
 
-        >>> vocab = Vocabulary(["a", "b"])
-        >>> vocab.decode(np.array([[1, 4, 3, 2, 5], [5, 5, 0, 0, 0]]))
-        ['a⁇', 'bb']
-        >>> vocab.decode([1, 4, 2, 0], strip=False)
-        '<start>a<end><pad>'
+            >>> vocab = Vocabulary(["a", "b"])
+            >>> vocab.decode(np.array([[1, 4, 3, 2, 5], [5, 5, 0, 0, 0]]))
+            ['a⁇', 'bb']
+            >>> vocab.decode([1, 4, 2, 0], strip=False)
+            '<start>a<end><pad>'
         """
         array = np.asarray(keras.ops.convert_to_numpy(ids))
         if array.ndim not in (1, 2):
@@ -414,11 +414,11 @@ class Vocabulary:
 
         Example:
 
-        >>> import pathlib, tempfile
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "vocab.json"
-        >>> Vocabulary(["x", "y"]).save(path)
-        >>> Vocabulary.load(path).tokens
-        ['x', 'y']
+            >>> import pathlib, tempfile
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "vocab.json"
+            >>> Vocabulary(["x", "y"]).save(path)
+            >>> Vocabulary.load(path).tokens
+            ['x', 'y']
         """
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
@@ -512,11 +512,11 @@ def date_task(num_samples, seed=None, min_year=1950, max_year=2049):
 
     Example:
 
-    >>> inputs, targets = date_task(1000, seed=0)
-    >>> len(inputs), len(targets), targets[0][4] + targets[0][7]
-    (1000, 1000, '--')
-    >>> date_task(5, seed=1) == date_task(5, seed=1)
-    True
+        >>> inputs, targets = date_task(1000, seed=0)
+        >>> len(inputs), len(targets), targets[0][4] + targets[0][7]
+        (1000, 1000, '--')
+        >>> date_task(5, seed=1) == date_task(5, seed=1)
+        True
     """
     try:
         from babel.dates import format_date
@@ -568,15 +568,15 @@ def addition_task(num_samples, digits=3, seed=None, reverse=False):
 
     Example:
 
-    >>> queries, answers = addition_task(1000, digits=3, seed=0)
-    >>> a, b = queries[0].split("+")
-    >>> int(a) + int(b) == int(answers[0])
-    True
-    >>> max(map(len, queries)), max(map(len, answers))
-    (7, 4)
-    >>> addition_task(2, seed=0, reverse=True)[0] == [
-    ...     q[::-1] for q in addition_task(2, seed=0)[0]]
-    True
+        >>> queries, answers = addition_task(1000, digits=3, seed=0)
+        >>> a, b = queries[0].split("+")
+        >>> int(a) + int(b) == int(answers[0])
+        True
+        >>> max(map(len, queries)), max(map(len, answers))
+        (7, 4)
+        >>> addition_task(2, seed=0, reverse=True)[0] == [
+        ...     q[::-1] for q in addition_task(2, seed=0)[0]]
+        True
     """
     _check_int("num_samples", num_samples, 1)
     # Beyond 18 digits two numbers would overflow int64 when drawn.

@@ -99,20 +99,20 @@ def greedy_search(step_fn, state, start_ids, end_id, max_length, pad_id=0):
 
     Example:
 
-    >>> from kseq2seq.decoding import greedy_search
-    >>> # Token 0 pads, 1 ends; row `i` holds the next-token
-    >>> # log-probabilities after token `i`.
-    >>> table = np.log(np.array(
-    ...     [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3]], "float32"))
-    >>> def step_fn(ids, state):
-    ...     return keras.ops.take(table, ids, axis=0), state
-    >>> ids, scores = greedy_search(step_fn, None, np.array([0, 2]),
-    ...                             end_id=1, max_length=4)
-    >>> keras.ops.convert_to_numpy(ids)
-    array([[2, 1, 0, 0],
-           [1, 0, 0, 0]], dtype=int32)
-    >>> np.round(keras.ops.convert_to_numpy(scores), 3)  # log(.7*.6), log(.6)
-    array([-0.868, -0.511], dtype=float32)
+        >>> from kseq2seq.decoding import greedy_search
+        >>> # Token 0 pads, 1 ends; row `i` holds the next-token
+        >>> # log-probabilities after token `i`.
+        >>> table = np.log(np.array(
+        ...     [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3]], "float32"))
+        >>> def step_fn(ids, state):
+        ...     return keras.ops.take(table, ids, axis=0), state
+        >>> ids, scores = greedy_search(step_fn, None, np.array([0, 2]),
+        ...                             end_id=1, max_length=4)
+        >>> keras.ops.convert_to_numpy(ids)
+        array([[2, 1, 0, 0],
+               [1, 0, 0, 0]], dtype=int32)
+        >>> np.round(keras.ops.convert_to_numpy(scores), 3)  # log(.7*.6), log(.6)
+        array([-0.868, -0.511], dtype=float32)
     """
     ids, end_id, max_length, pad_id = _check_common(
         step_fn, start_ids, end_id, max_length, pad_id
@@ -214,25 +214,25 @@ def beam_search(
 
     Example:
 
-    >>> from kseq2seq.decoding import beam_search
-    >>> # Token 0 pads, 1 ends. Greedy takes 2 (0.6) then ends (0.35);
-    >>> # the beam finds 3 (0.4) then the end (0.9), which is likelier.
-    >>> table = np.log(np.array(
-    ...     [[0.0, 0.0, 0.6, 0.4], [1.0, 0.0, 0.0, 0.0],
-    ...      [0.1, 0.35, 0.3, 0.25], [0.0, 0.9, 0.05, 0.05]], "float32") + 1e-9)
-    >>> def step_fn(ids, state):
-    ...     return keras.ops.take(table, ids, axis=0), state
-    >>> ids, scores = beam_search(step_fn, None, np.array([0]), end_id=1,
-    ...                           max_length=3, beam_width=2)
-    >>> keras.ops.convert_to_numpy(ids)
-    array([[3, 1, 0]], dtype=int32)
-    >>> ids, scores = beam_search(step_fn, None, np.array([0]), end_id=1,
-    ...                           max_length=3, beam_width=2,
-    ...                           num_return_sequences=2)
-    >>> tuple(ids.shape), tuple(scores.shape)
-    ((1, 2, 3), (1, 2))
-    >>> np.round(np.exp(keras.ops.convert_to_numpy(scores)), 2)
-    array([[0.36, 0.21]], dtype=float32)
+        >>> from kseq2seq.decoding import beam_search
+        >>> # Token 0 pads, 1 ends. Greedy takes 2 (0.6) then ends (0.35);
+        >>> # the beam finds 3 (0.4) then the end (0.9), which is likelier.
+        >>> table = np.log(np.array(
+        ...     [[0.0, 0.0, 0.6, 0.4], [1.0, 0.0, 0.0, 0.0],
+        ...      [0.1, 0.35, 0.3, 0.25], [0.0, 0.9, 0.05, 0.05]], "float32") + 1e-9)
+        >>> def step_fn(ids, state):
+        ...     return keras.ops.take(table, ids, axis=0), state
+        >>> ids, scores = beam_search(step_fn, None, np.array([0]), end_id=1,
+        ...                           max_length=3, beam_width=2)
+        >>> keras.ops.convert_to_numpy(ids)
+        array([[3, 1, 0]], dtype=int32)
+        >>> ids, scores = beam_search(step_fn, None, np.array([0]), end_id=1,
+        ...                           max_length=3, beam_width=2,
+        ...                           num_return_sequences=2)
+        >>> tuple(ids.shape), tuple(scores.shape)
+        ((1, 2, 3), (1, 2))
+        >>> np.round(np.exp(keras.ops.convert_to_numpy(scores)), 2)
+        array([[0.36, 0.21]], dtype=float32)
     """
     ids, end_id, max_length, pad_id = _check_common(
         step_fn, start_ids, end_id, max_length, pad_id

@@ -538,11 +538,11 @@ class SimpleSeq2Seq(Seq2SeqModel):
 
     Example:
 
-    >>> model = SimpleSeq2Seq(input_dim=5, hidden_dim=10, output_length=8,
-    ...                       output_dim=8)
-    >>> model.compile(loss="mse", optimizer="rmsprop")
-    >>> tuple(model.predict(np.ones((2, 7, 5)), verbose=0).shape)
-    (2, 8, 8)
+        >>> model = SimpleSeq2Seq(input_dim=5, hidden_dim=10, output_length=8,
+        ...                       output_dim=8)
+        >>> model.compile(loss="mse", optimizer="rmsprop")
+        >>> tuple(model.predict(np.ones((2, 7, 5)), verbose=0).shape)
+        (2, 8, 8)
     """
 
     def __init__(
@@ -630,10 +630,10 @@ class Seq2Seq(Seq2SeqModel):
 
     Example:
 
-    >>> model = Seq2Seq(batch_input_shape=(16, 7, 5), hidden_dim=10,
-    ...                 output_length=8, output_dim=20, depth=4)
-    >>> tuple(model.predict(np.ones((16, 7, 5)), verbose=0).shape)
-    (16, 8, 20)
+        >>> model = Seq2Seq(batch_input_shape=(16, 7, 5), hidden_dim=10,
+        ...                 output_length=8, output_dim=20, depth=4)
+        >>> tuple(model.predict(np.ones((16, 7, 5)), verbose=0).shape)
+        (16, 8, 20)
     """
 
     def __init__(
@@ -728,10 +728,10 @@ class AttentionSeq2Seq(Seq2SeqModel):
 
     Example:
 
-    >>> model = AttentionSeq2Seq(input_dim=5, input_length=7, hidden_dim=10,
-    ...                          output_length=8, output_dim=20, depth=4)
-    >>> tuple(model.predict(np.ones((3, 7, 5)), verbose=0).shape)
-    (3, 8, 20)
+        >>> model = AttentionSeq2Seq(input_dim=5, input_length=7, hidden_dim=10,
+        ...                          output_length=8, output_dim=20, depth=4)
+        >>> tuple(model.predict(np.ones((3, 7, 5)), verbose=0).shape)
+        (3, 8, 20)
     """
 
     def __init__(

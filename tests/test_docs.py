@@ -5,6 +5,8 @@ import importlib
 import pathlib
 import pkgutil
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -36,8 +38,18 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
 
 def python_blocks(page):
-    """The ```python blocks of a Markdown page, in order."""
-    return re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M)
+    """The ```python blocks of a Markdown page, in order.
+
+    Blocks that only include a file's section (`--8<-- "examples/x.py:part"`)
+    are left out: the examples they come from run in test_examples.
+    """
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), re.S | re.M)
+    return [block for block in blocks if not _only_includes(block)]
+
+
+def _only_includes(block):
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith("--8<--") for line in lines)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -50,3 +62,16 @@ def test_markdown_code_blocks_run(page, tmp_path, monkeypatch):
     for number, block in enumerate(blocks, start=1):
         code = compile(block, f"{page.name}, block {number}", "exec")
         exec(code, namespace)
+
+
+def test_site_builds_strictly(tmp_path):
+    """`mkdocs build --strict`: no broken link, include or API reference."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "api" / "index.html").exists()

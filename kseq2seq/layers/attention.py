@@ -37,13 +37,13 @@ class BahdanauAttention(keras.layers.Layer):
 
     Example:
 
-    >>> attention = BahdanauAttention(6)
-    >>> memory = np.random.rand(2, 5, 4).astype("float32")
-    >>> attention.build((2, 3), (2, 5, 4))
-    >>> keys = attention.project_keys(memory)
-    >>> context, weights = attention(np.ones((2, 3)), keys, memory)
-    >>> tuple(context.shape), tuple(weights.shape)
-    ((2, 4), (2, 5))
+        >>> attention = BahdanauAttention(6)
+        >>> memory = np.random.rand(2, 5, 4).astype("float32")
+        >>> attention.build((2, 3), (2, 5, 4))
+        >>> keys = attention.project_keys(memory)
+        >>> context, weights = attention(np.ones((2, 3)), keys, memory)
+        >>> tuple(context.shape), tuple(weights.shape)
+        ((2, 4), (2, 5))
     """
 
     def __init__(self, units, **kwargs):

@@ -42,11 +42,11 @@ class StateBridge(keras.layers.Layer):
 
     Example:
 
-    >>> bridge = StateBridge(decoder_depth=3)
-    >>> h = [np.full((2, 4), float(i)) for i in range(2)]
-    >>> mapped = bridge([[h[0], h[0]], [h[1], h[1]]])
-    >>> [None if s is None else float(s[0][0, 0]) for s in mapped]
-    [None, 0.0, 1.0]
+        >>> bridge = StateBridge(decoder_depth=3)
+        >>> h = [np.full((2, 4), float(i)) for i in range(2)]
+        >>> mapped = bridge([[h[0], h[0]], [h[1], h[1]]])
+        >>> [None if s is None else float(s[0][0, 0]) for s in mapped]
+        [None, 0.0, 1.0]
     """
 
     def __init__(self, decoder_depth, shared_state=False, units=None, **kwargs):

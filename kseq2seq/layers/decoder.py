@@ -91,9 +91,9 @@ class RecurrentDecoder(keras.layers.Layer):
 
     Example:
 
-    >>> decoder = RecurrentDecoder(8, output_dim=3, output_length=4)
-    >>> tuple(decoder(np.ones((2, 5))).shape)
-    (2, 4, 3)
+        >>> decoder = RecurrentDecoder(8, output_dim=3, output_length=4)
+        >>> tuple(decoder(np.ones((2, 5))).shape)
+        (2, 4, 3)
     """
 
     def __init__(

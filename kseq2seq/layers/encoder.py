@@ -60,10 +60,10 @@ class RecurrentEncoder(keras.layers.Layer):
 
     Example:
 
-    >>> encoder = RecurrentEncoder(8, depth=2, bidirectional=True)
-    >>> sequence, context, states = encoder(np.ones((4, 5, 3)))
-    >>> tuple(sequence.shape), tuple(context.shape), len(states)
-    ((4, 5, 16), (4, 16), 2)
+        >>> encoder = RecurrentEncoder(8, depth=2, bidirectional=True)
+        >>> sequence, context, states = encoder(np.ones((4, 5, 3)))
+        >>> tuple(sequence.shape), tuple(context.shape), len(states)
+        ((4, 5, 16), (4, 16), 2)
     """
 
     def __init__(

@@ -1,0 +1,53 @@
+"""Re-run the tutorials in full and refresh what the docs show of them.
+
+Each `examples/<name>.py` tutorial runs with `--out docs/img` (its figures) and
+its printed output is written to `docs/tutorials/output/<name>.txt`, which the
+tutorial page includes. Run from the repository root:
+
+    python docs/regenerate.py                 # every tutorial
+    python docs/regenerate.py dates addition  # some of them
+"""
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+OUTPUT = ROOT / "docs" / "tutorials" / "output"
+FIGURES = ROOT / "docs" / "img"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="tutorials to run (default: all)")
+    args = parser.parse_args()
+    names = args.names or sorted(path.stem for path in EXAMPLES.glob("*.py"))
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    for name in names:
+        script = EXAMPLES / f"{name}.py"
+        if not script.exists():
+            sys.exit(f"no tutorial named {name!r}: {script} does not exist")
+        print(f"running {script.relative_to(ROOT)} ...", flush=True)
+        start = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, str(script), "--out", str(FIGURES)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
+        (OUTPUT / f"{name}.txt").write_text(result.stdout)
+        print(f"  {time.perf_counter() - start:.0f} s, output in "
+              f"{(OUTPUT / f'{name}.txt').relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
