@@ -1,7 +1,7 @@
 """Re-run the tutorials in full and refresh what the docs show of them.
 
-Each `examples/<name>.py` tutorial runs with `--out docs/img` (its figures) and
-its printed output is written to `docs/tutorials/output/<name>.txt`, which the
+Each `examples/<name>.py` tutorial runs in full, with `--out docs/img` when it
+draws figures, and its printed output is written to `docs/tutorials/output/<name>.txt`, which the
 tutorial page includes. Run from the repository root:
 
     python docs/regenerate.py                 # every tutorial
@@ -35,8 +35,11 @@ def main():
             sys.exit(f"no tutorial named {name!r}: {script} does not exist")
         print(f"running {script.relative_to(ROOT)} ...", flush=True)
         start = time.perf_counter()
+        command = [sys.executable, str(script)]
+        if "--out" in script.read_text():
+            command += ["--out", str(FIGURES)]
         result = subprocess.run(
-            [sys.executable, str(script), "--out", str(FIGURES)],
+            command,
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -28,10 +28,12 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[2])
 parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
 args = parser.parse_args()
 
+# --8<-- [start:data]
 keras.utils.set_random_seed(0)
 num_train, epochs = (1000, 1) if args.quick else (12000, 6)
 x_train, y_train = reverse_task(num_train, length=8, num_symbols=10, seed=0)
 x_test, y_test = reverse_task(1000, length=8, num_symbols=10, seed=1)
+# --8<-- [end:data]
 
 """## Model
 
@@ -40,6 +42,7 @@ output (Sutskever et al. 2014). With `teacher_force=True` it reads the true
 previous digit during training, and its own prediction at inference.
 """
 
+# --8<-- [start:model]
 model = Seq2Seq(
     input_dim=10,
     input_length=8,
@@ -55,9 +58,11 @@ model.compile(
     metrics=["categorical_accuracy"],
 )
 model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=2)
+# --8<-- [end:model]
 
 """## Evaluation on unseen sequences"""
 
+# --8<-- [start:evaluate]
 predicted = model.predict(x_test, verbose=0).argmax(-1)
 expected = y_test.argmax(-1)
 token_accuracy = (predicted == expected).mean()
@@ -66,3 +71,4 @@ print(f"held-out digit accuracy:    {token_accuracy:.3f}")
 print(f"held-out sequence accuracy: {sequence_accuracy:.3f}")
 for digits, reversed_digits in zip(x_test[:3].argmax(-1), predicted[:3]):
     print("".join(map(str, digits)), "->", "".join(map(str, reversed_digits)))
+# --8<-- [end:evaluate]

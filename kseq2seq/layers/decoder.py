@@ -402,17 +402,23 @@ class RecurrentDecoder(keras.layers.Layer):
         readout_mask = None if bottom_mask is None else bottom_mask[:, None, :]
         projected_truth = None
         if teacher_forcing and not sampling:
-            # Known in advance: projected for all steps at once.
-            projected_truth = self._project_part("readout", true_readouts, readout_mask)
+            # Known in advance: projected for all steps at once, and unstacked
+            # once (per-step indexing costs a full-size buffer per step in
+            # the backward pass).
+            projected_truth = ops.unstack(
+                self._project_part("readout", true_readouts, readout_mask), axis=1
+            )
+        elif sampling:
+            true_readouts = ops.unstack(true_readouts, axis=1)
         readout = self.start_readout(context) if self.feedback else None
         tops, outputs, attention_weights = [], [], []
         for t in range(self.output_length):
             projected = None
             if projected_truth is not None:
-                projected = projected_truth[:, t]
+                projected = projected_truth[t]
             elif self.feedback:
                 if sampling:
-                    truth = true_readouts[:, t]
+                    truth = true_readouts[t]
                     if t > 0:
                         own = readout
                         coins = keras.random.uniform(
@@ -451,7 +457,9 @@ class RecurrentDecoder(keras.layers.Layer):
                     "readout", true_readouts, readout_mask
                 )
             else:
-                projected = ops.repeat(static, self.output_length, axis=1)
+                projected = ops.broadcast_to(
+                    static, (ops.shape(static)[0], self.output_length, static.shape[-1])
+                )
             if self.shared_state:
                 stack = kernels.SharedStateStack(cell_kernels, masks)
                 return kernels.run_sequence(stack, projected, states[0])[0]

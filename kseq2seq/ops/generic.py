@@ -184,15 +184,20 @@ def run_sequence(kernel, projected, initial_state, mask=None, reverse=False):
     Returns:
         `(outputs, final_state)`, outputs of shape `(batch, time, units)`.
     """
-    time_steps = projected.shape[1]
+    # Unstacked once: indexing `projected[:, t]` at every step would cost a
+    # full-size gradient buffer per step in the backward pass.
+    steps = ops.unstack(projected, axis=1)
+    if mask is not None:
+        mask_steps = ops.unstack(mask[..., None], axis=1)
+    time_steps = len(steps)
     order = range(time_steps - 1, -1, -1) if reverse else range(time_steps)
     states = list(initial_state)
     previous_output = ops.zeros_like(states[0])
     outputs = [None] * time_steps
     for t in order:
-        output, new_states = kernel.step(projected[:, t], states)
+        output, new_states = kernel.step(steps[t], states)
         if mask is not None:
-            mask_t = mask[:, t, None]
+            mask_t = mask_steps[t]
             new_states = [_carry(mask_t, n, o) for n, o in zip(new_states, states)]
             output = _carry(mask_t, output, previous_output)
         states = new_states
