@@ -1,8 +1,9 @@
 """Re-run the tutorials in full and refresh what the docs show of them.
 
 Each `examples/<name>.py` tutorial runs in full, with `--out docs/img` when it
-draws figures, and its printed output is written to `docs/tutorials/output/<name>.txt`, which the
-tutorial page includes. Run from the repository root:
+draws figures, and its printed output is written to
+`docs/tutorials/output/<name>.txt`, which the tutorial page includes. Run
+from the repository root:
 
     python docs/regenerate.py                 # every tutorial
     python docs/regenerate.py dates addition  # some of them
@@ -48,8 +49,10 @@ def main():
         if result.returncode != 0:
             sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
         (OUTPUT / f"{name}.txt").write_text(result.stdout)
-        print(f"  {time.perf_counter() - start:.0f} s, output in "
-              f"{(OUTPUT / f'{name}.txt').relative_to(ROOT)}")
+        print(
+            f"  {time.perf_counter() - start:.0f} s, output in "
+            f"{(OUTPUT / f'{name}.txt').relative_to(ROOT)}"
+        )
 
 
 if __name__ == "__main__":
