@@ -24,6 +24,9 @@ median of the repeats reported:
   outputs): `predict_on_batch`, or the same computation under `torch.no_grad()`;
 - greedy and beam-search (width 5) decoding latency of the token model at
   batch 1 and 64, against a hand-written PyTorch greedy loop;
+- training on a padded batch of token ids (lengths spread over 50-100% of the
+  maximum) against the same batch unpadded, after checking that the padded
+  batch predicts what each sequence predicts alone;
 - peak memory during a few training batches, each contender in fresh
   subprocesses (median of 3): the growth of `ru_maxrss` over its value once the
   model is built (on CUDA, `torch.cuda.max_memory_allocated` over the allocated
@@ -192,10 +195,10 @@ def compile_keras(model, case):
 # --- kseq2seq ---------------------------------------------------------------
 
 
-def build_kseq2seq(case):
+def build_kseq2seq(case, input_length=LENGTH):
     shape = dict(
         output_length=LENGTH,
-        input_length=LENGTH,
+        input_length=input_length,
         hidden_dim=case.hidden,
         depth=case.depth,
     )
@@ -796,6 +799,52 @@ def benchmark_decoding(model, net, data, settings):
     return results
 
 
+# --- masking ----------------------------------------------------------------
+
+
+def variable_length(x, seed=0):
+    """`x` right-padded with id 0 to lengths spread over 50-100% of the max."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(LENGTH // 2, LENGTH + 1, len(x))
+    padded = x.copy()
+    padded[np.arange(LENGTH)[None, :] >= lengths[:, None]] = 0
+    return padded
+
+
+def check_padding_is_invisible(model, padded):
+    """A padded batch predicts what each of its sequences predicts alone."""
+    together = model.predict_on_batch(padded[:8])
+    for row in range(8):
+        length = int((padded[row] != 0).sum())
+        alone = model.predict_on_batch(padded[row : row + 1, :length])
+        np.testing.assert_allclose(together[row], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def benchmark_masking(size, settings):
+    """Training on a padded, variable-length batch against the same batch unpadded."""
+    case = Case("tokens", size)
+    keras.utils.set_random_seed(0)
+    x, y = make_data(case, settings.epoch_batches)
+    padded = variable_length(x)
+    model = build_kseq2seq(case, input_length=None)
+    check_padding_is_invisible(model, padded)
+    tasks = {
+        "unpadded": lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0),
+        "padded": lambda: model.fit(padded, y, batch_size=BATCH, epochs=1, verbose=0),
+    }
+    for task in tasks.values():
+        task()  # warm-up
+    samples = interleave(tasks, settings.repeats)
+    times = medians(samples)
+    return {
+        "size": size,
+        "samples": samples,
+        "medians": times,
+        "padded/unpadded": ratio(times, "padded", "unpadded"),
+        "padded_fraction": float((padded == 0).mean()),
+    }
+
+
 # --- memory -----------------------------------------------------------------
 
 
@@ -977,6 +1026,21 @@ def decoding_table(results):
     return table(header, rows)
 
 
+def masking_table(masking):
+    header = ["size", "padded steps", "padded", "unpadded", "padded / unpadded"]
+    rows = [
+        [
+            m["size"],
+            f"{m['padded_fraction']:.0%}",
+            fmt(m["medians"]["padded"]),
+            fmt(m["medians"]["unpadded"]),
+            fmt(m["padded/unpadded"], digits=2),
+        ]
+        for m in masking
+    ]
+    return table(header, rows)
+
+
 def describe(env):
     gpu = f", {env['gpu']}" if env["gpu"] else ""
     return (
@@ -1018,6 +1082,11 @@ def markdown(report):
             metric_table(results, "peak_memory_bytes", mib, 1),
             f"## Token model decoding: ms per call ({LENGTH} steps)",
             decoding_table(results),
+            (
+                "## Masking: token Seq2Seq, seconds per epoch, inputs padded to "
+                f"lengths {LENGTH // 2}-{LENGTH} against the same inputs unpadded"
+            ),
+            masking_table(report.get("masking", [])),
         ]
     )
 
@@ -1058,6 +1127,13 @@ def main():
         start = time.perf_counter()
         results.append(benchmark_case(case, settings))
         print(f"{case.key}: timed in {time.perf_counter() - start:.0f} s", flush=True)
+    masking = []
+    for size in settings.sizes:
+        masking.append(benchmark_masking(size, settings))
+        print(
+            f"masking/{size}: padded / unpadded {masking[-1]['padded/unpadded']:.2f}",
+            flush=True,
+        )
     print("Measuring peak memory, one process per contender...", flush=True)
     memory = measure_all_memory(cases, settings, args.quick)
     env["load_average_at_end"] = os.getloadavg()
@@ -1067,6 +1143,7 @@ def main():
         "results": [
             summarize(r, memory[Case(r["builder"], r["size"]).key]) for r in results
         ],
+        "masking": masking,
     }
     print(write_report(report, args.output))
 
