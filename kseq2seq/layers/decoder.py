@@ -1,7 +1,10 @@
 """The recurrent decoder shared by every kseq2seq model."""
 
+import contextlib
+
 import keras
 from keras import ops
+from keras.src.backend import AutocastScope
 
 from kseq2seq import ops as kernels
 from kseq2seq.layers.attention import BahdanauAttention
@@ -147,13 +150,24 @@ class RecurrentDecoder(keras.layers.Layer):
             make_cell(cell, units, f"layer_{layer}", self.dtype_policy)
             for layer in range(depth)
         ]
+        # Under a mixed precision policy the outputs are float32, as Keras
+        # advises for a model's last layer: a token decoder computes its
+        # logits in the compute dtype and its softmax in float32; a vector
+        # decoder's head, whose activation may be a softmax, is a float32
+        # layer.
+        policy = self.dtype_policy
+        self._mixed = (
+            not getattr(policy, "quantization_mode", None)
+            and policy.compute_dtype != policy.variable_dtype
+        )
+        self._output_dtype = policy.variable_dtype if self._mixed else None
         # A token decoder keeps the head linear (logits) and applies the
         # softmax itself, so decoding can work with log-probabilities.
         self.head = keras.layers.Dense(
             output_dim,
             activation=None if self.tokens else self.output_activation,
             name="head",
-            dtype=self.dtype_policy,
+            dtype=policy.variable_dtype if self._mixed and not self.tokens else policy,
         )
         self.embedding = None
         self.start_projection = None
@@ -234,6 +248,30 @@ class RecurrentDecoder(keras.layers.Layer):
     def _kernels(self):
         return [kernels.kernel_for(cell) for cell in self.cells]
 
+    def _autocast(self):
+        """The variables in the compute dtype, as inside `call`.
+
+        `call` runs in Keras' autocast scope; the decoding methods, which
+        loops such as `generate` call outside it, open it themselves.
+        """
+        if not self._mixed:
+            return contextlib.nullcontext()
+        return AutocastScope(self.compute_dtype)
+
+    def _compute(self, value):
+        """`value` in the compute dtype (fed-back float32 outputs, when mixed)."""
+        return ops.cast(value, self.compute_dtype) if self._mixed else value
+
+    def _head(self, top):
+        """The head's outputs (logits for a token decoder); float32 when mixed."""
+        if not self._mixed:
+            return self.head.call(top)
+        if self.tokens:
+            return ops.cast(self.head.call(top), self._output_dtype)
+        # The float32 head reads its variables as they are, not autocast.
+        with AutocastScope(None):
+            return self.head.call(ops.cast(top, self._output_dtype))
+
     def _project_part(self, name, value, bottom_mask=None):
         """Projects one part of the bottom layer's input, without bias."""
         start, stop = self._segments[name]
@@ -255,29 +293,30 @@ class RecurrentDecoder(keras.layers.Layer):
         inputs that do not change over time (bias and peeked context) and,
         with attention, the encoder outputs, their mask and their keys.
         """
-        batch_size = ops.shape(context)[0]
-        dtype = context.dtype
-        bottom = kernels.kernel_for(self.cells[0])
-        states = self._initial_states(initial_state, batch_size, dtype)
-        static = ops.zeros((batch_size, bottom.cell.kernel.shape[-1]), dtype)
-        if bottom.input_bias() is not None:
-            static = static + bottom.input_bias()
-        if self.peek:
-            static = static + self._project_part(
-                "context", context, None if masks is None else masks[0]
-            )
-        state = {
-            "states": states,
-            # The attention query is the top layer's previous output, which
-            # for these cells is the first entry of its state.
-            "query": states[-1][0],
-            "static": static,
-        }
-        if self.attention is not None:
-            state["memory"] = memory
-            state["memory_mask"] = memory_mask
-            state["keys"] = self.attention.project_keys(memory)
-        return state
+        with self._autocast():
+            batch_size = ops.shape(context)[0]
+            dtype = context.dtype
+            bottom = kernels.kernel_for(self.cells[0])
+            states = self._initial_states(initial_state, batch_size, dtype)
+            static = ops.zeros((batch_size, bottom.cell.kernel.shape[-1]), dtype)
+            if bottom.input_bias() is not None:
+                static = static + bottom.input_bias()
+            if self.peek:
+                static = static + self._project_part(
+                    "context", context, None if masks is None else masks[0]
+                )
+            state = {
+                "states": states,
+                # The attention query is the top layer's previous output,
+                # which for these cells is the first entry of its state.
+                "query": states[-1][0],
+                "static": static,
+            }
+            if self.attention is not None:
+                state["memory"] = memory
+                state["memory_mask"] = memory_mask
+                state["keys"] = self.attention.project_keys(memory)
+            return state
 
     def start_readout(self, context):
         """The readout fed at step 0: start token embedding or start value.
@@ -336,25 +375,29 @@ class RecurrentDecoder(keras.layers.Layer):
             `(output, new_state)`: log-probabilities `(batch, output_dim)`
             for a token decoder, the output vector otherwise.
         """
-        projected = None
-        if self.feedback:
-            readout = self.embedding.call(previous) if self.tokens else previous
-            projected = self._project_part("readout", readout)
-        top, new_state, _ = self._step(projected, state)
-        if self.tokens:
-            return ops.log_softmax(self.head.call(top), axis=-1), new_state
-        return self.head.call(top), new_state
+        with self._autocast():
+            projected = None
+            if self.feedback:
+                if self.tokens:
+                    readout = self.embedding.call(previous)
+                else:
+                    readout = self._compute(previous)
+                projected = self._project_part("readout", readout)
+            top, new_state, _ = self._step(projected, state)
+            if self.tokens:
+                return ops.log_softmax(self._head(top), axis=-1), new_state
+            return self._head(top), new_state
 
     def _outputs(self, top):
         """Head outputs: probabilities for a token decoder."""
-        outputs = self.head.call(top)
+        outputs = self._head(top)
         return ops.softmax(outputs, axis=-1) if self.tokens else outputs
 
     def _feedback(self, outputs):
         """What a free-running step feeds back from its outputs."""
         if self.tokens:
             return self.embedding.call(ops.argmax(outputs, axis=-1))
-        return outputs
+        return self._compute(outputs)
 
     def _true_readouts(self, context, ground_truth):
         """Readouts under teacher forcing: start, then the truth shifted."""
@@ -440,7 +483,10 @@ class RecurrentDecoder(keras.layers.Layer):
         else:
             result = self._outputs(ops.stack(tops, axis=1))
         if return_attention_weights:
-            return result, ops.stack(attention_weights, axis=1)
+            weights = ops.stack(attention_weights, axis=1)
+            if self._mixed:
+                weights = ops.cast(weights, self._output_dtype)
+            return result, weights
         return result
 
     def _run_layers(self, context, state, true_readouts, masks):

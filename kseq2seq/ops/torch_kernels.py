@@ -142,6 +142,15 @@ def kernel_for(cell):
     return _KERNELS[type(cell)](cell)
 
 
+def _exporting():
+    """Whether this call is traced (`torch.jit.trace`, the TorchScript ONNX
+    exporter) or exported (`torch.export`) rather than run."""
+    if torch.jit.is_tracing():
+        return True
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting is not None and is_exporting())
+
+
 def _right_padded_lengths(mask):
     """Sequence lengths if `mask` is right-padded with no empty sequence."""
     mask = torch.as_tensor(mask, dtype=torch.bool)
@@ -158,8 +167,14 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
 
     Returns `(outputs, final_states)` as `generic.run_layer` does, or `None`
     when the fused call cannot reproduce it (a mask with holes or an empty
-    sequence), so the caller falls back.
+    sequence, or any mask while the call is traced or exported), so the
+    caller falls back.
     """
+    if mask is not None and _exporting():
+        # Packing needs the sequence lengths as Python values, which a
+        # traced or exported graph would freeze at those of the example
+        # input; the caller's step loop handles any mask with tensor ops.
+        return None
     kernel = layer_kernels[0]
     fused = _FUSED[type(kernel)]
     lstm = isinstance(kernel, TorchLSTMKernel)
