@@ -5,6 +5,7 @@ import numbers
 import keras
 import numpy as np
 
+from kseq2seq.layers.cells import CELL_CLASSES
 from kseq2seq.layers.cells import check_cell
 
 
@@ -136,6 +137,21 @@ def activation(name, value):
         ) from error
 
 
+def cell(value):
+    """A cell name or Keras cell class, as its name."""
+    try:
+        hash(value)
+    except TypeError:
+        # `check_cell` looks names up in a dict, which fails with a TypeError
+        # on an unhashable value such as a list.
+        raise ValueError(
+            f"`cell` must be one of {sorted(CELL_CLASSES)} or one of the "
+            "classes keras.layers.LSTMCell, GRUCell, SimpleRNNCell. "
+            f"Received: cell={value!r}"
+        ) from None
+    return check_cell(value)
+
+
 DEFAULT_TOKEN_HIDDEN_DIM = 128
 
 _FLAGS = (
@@ -149,7 +165,7 @@ _FLAGS = (
 
 
 def choice(name, value, choices):
-    if value not in choices:
+    if not (value is None or isinstance(value, str)) or value not in choices:
         raise ValueError(
             f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}"
         )
@@ -169,11 +185,26 @@ def _token_arguments(config, resolved):
     )
     embeddings = config.get("input_embeddings")
     if embeddings is not None:
-        embeddings = np.asarray(embeddings, dtype="float32")
-        if embeddings.ndim != 2:
+        try:
+            embeddings = np.asarray(embeddings, dtype="float32")
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                "`input_embeddings` must be a matrix of numbers (input_vocab_size, "
+                f"embedding_dim). Received a {type(embeddings).__name__} that "
+                f"NumPy cannot convert: {error}"
+            ) from None
+        if embeddings.ndim != 2 or 0 in embeddings.shape:
             raise ValueError(
                 "`input_embeddings` must be a matrix (input_vocab_size, "
-                f"embedding_dim). Received an array of shape {embeddings.shape}."
+                f"embedding_dim) with at least one row and one column. "
+                f"Received an array of shape {embeddings.shape}."
+            )
+        if not np.isfinite(embeddings).all():
+            row, column = np.argwhere(~np.isfinite(embeddings))[0]
+            raise ValueError(
+                "`input_embeddings` must hold finite numbers. Received "
+                f"{int((~np.isfinite(embeddings)).sum())} NaN or inf values, the "
+                f"first at [{row}, {column}]: {embeddings[row, column]}."
             )
         if input_vocab_size is None:
             input_vocab_size = embeddings.shape[0]
@@ -271,9 +302,12 @@ def resolve(config):
     activation("output_activation", config["output_activation"])
     for flag in _FLAGS:
         resolved[flag] = boolean(flag, config.get(flag, False))
-    resolved["cell"] = check_cell(config.get("cell", "lstm"))
+    resolved["cell"] = cell(config.get("cell", "lstm"))
     resolved["bridge"] = choice(
         "bridge", config.get("bridge"), (None, "concat", "dense")
+    )
+    resolved["check_inputs"] = boolean(
+        "check_inputs", config.get("check_inputs", False)
     )
     resolved["scheduled_sampling"] = rate(
         "scheduled_sampling", config.get("scheduled_sampling", 0.0)

@@ -7,6 +7,7 @@ an optional bridge for its final states, and a decoder.
 
 import keras
 import numpy as np
+import torch
 from keras import ops
 
 from kseq2seq import _arguments
@@ -86,6 +87,7 @@ class Seq2SeqModel(keras.Model):
                 shared_state=shared_state,
                 units=hidden_dim if projected else None,
                 name="bridge",
+                dtype=self.dtype_policy,
             )
         self.input_embedding = None
         if args["input_vocab_size"] is not None:
@@ -97,6 +99,7 @@ class Seq2SeqModel(keras.Model):
                 args["embedding_dim"],
                 embeddings_initializer=initializer,
                 name="input_embedding",
+                dtype=self.dtype_policy,
             )
         self.encoder = RecurrentEncoder(
             hidden_dim,
@@ -107,6 +110,7 @@ class Seq2SeqModel(keras.Model):
             dropout=args["dropout"],
             stateful=args["stateful"],
             name="encoder",
+            dtype=self.dtype_policy,
         )
         self.decoder = RecurrentDecoder(
             decoder_units,
@@ -127,11 +131,13 @@ class Seq2SeqModel(keras.Model):
             end_id=args["end_id"],
             sampling_probability=args["scheduled_sampling"],
             name="decoder",
+            dtype=self.dtype_policy,
         )
         self._batch_input_shape = args["batch_input_shape"]
         self._output_dim = args["output_dim"]
         self._output_length = args["output_length"]
         self._teacher_force = args["teacher_force"]
+        self._check_inputs = args["check_inputs"]
         self.build(self._batch_input_shape)
         if self.token_outputs:
             self.compile(
@@ -193,7 +199,6 @@ class Seq2SeqModel(keras.Model):
         return inputs, None
 
     def _check_input(self, x):
-        shape = tuple(x.shape)
         if self.token_inputs:
             batch, length = self._batch_input_shape
             expected = f"(batch, {length or 'input_length'}) token ids"
@@ -202,10 +207,22 @@ class Seq2SeqModel(keras.Model):
             batch, length, dim = self._batch_input_shape
             expected = f"(batch, {length or 'input_length'}, {dim})"
             rank = 3
+        if not hasattr(x, "shape"):
+            raise ValueError(
+                f"{type(self).__name__} expects an array or tensor of shape "
+                f"{expected} as input. Received: x of type {type(x).__name__}"
+            )
+        shape = tuple(x.shape)
         if len(shape) != rank:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of shape {expected}. "
                 f"Received: x.shape={shape}"
+            )
+        if not _is_symbolic(x) and (shape[0] == 0 or shape[1] == 0):
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape {expected} "
+                "with at least one sequence of at least one step. Received: "
+                f"x.shape={shape}"
             )
         if not self.token_inputs and shape[-1] is not None and shape[-1] != dim:
             raise ValueError(
@@ -219,8 +236,31 @@ class Seq2SeqModel(keras.Model):
                 f"inputs of shape {expected}, received x.shape={shape}. Pass "
                 "input_length=None to accept any length."
             )
+        self._check_input_values("x", x)
 
-    def _check_target(self, name, y):
+    def _check_input_values(self, name, x):
+        """Token ids in range, always; finite values with `check_inputs`."""
+        if _is_symbolic(x):
+            return
+        if self.token_inputs:
+            _check_ids(name, x, self.input_embedding.input_dim, "input_vocab_size")
+        elif self._check_inputs:
+            _check_finite(name, x)
+
+    def _check_target_values(self, name, y):
+        if _is_symbolic(y):
+            return
+        if self.token_outputs:
+            _check_ids(name, y, self._output_dim, "output_vocab_size")
+        elif self._check_inputs:
+            _check_finite(name, y)
+
+    def _check_target(self, name, y, values=True):
+        if not hasattr(y, "shape"):
+            raise ValueError(
+                f"`{name}` must be an array or tensor. Received: {name} of type "
+                f"{type(y).__name__}"
+            )
         shape = tuple(y.shape)
         if self.token_outputs:
             expected = (self._output_length,)
@@ -235,6 +275,58 @@ class Seq2SeqModel(keras.Model):
             raise ValueError(
                 f"`{name}` must have shape {described}. Received: {name}.shape={shape}"
             )
+        if values:
+            self._check_target_values(name, y)
+
+    def _check_data(self, x, y=None, names=("x", "y")):
+        """Checks the data handed to `fit`, `evaluate` or `predict` as a whole.
+
+        Arrays only (generators and datasets are checked batch by batch in
+        `call`): an array without samples, token ids out of range and, with
+        `check_inputs`, non-finite values, reported at their index in the
+        whole array rather than in a (shuffled) batch.
+        """
+        if x is None:
+            raise ValueError(
+                f"{type(self).__name__} needs input data. Received: {names[0]}=None"
+            )
+        arrays = []
+        if isinstance(x, (list, tuple)) and self._teacher_force and len(x) == 2:
+            arrays += [
+                (f"{names[0]}[0]", x[0], self._check_input_values),
+                (f"{names[0]}[1]", x[1], self._check_target_values),
+            ]
+        else:
+            arrays.append((names[0], x, self._check_input_values))
+        arrays.append((names[1], y, self._check_target_values))
+        for name, array, check in arrays:
+            if not _is_array(array):
+                continue
+            if len(array.shape) == 0 or array.shape[0] == 0:
+                raise ValueError(
+                    f"`{name}` holds no samples. Received: {name}.shape="
+                    f"{tuple(array.shape)}"
+                )
+            check(name, array)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_data(x, y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (list, tuple)) and len(validation) >= 2:
+            self._check_data(
+                validation[0],
+                validation[1],
+                names=("validation_data[0]", "validation_data[1]"),
+            )
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_data(x, y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x)
+        return super().predict(x, *args, **kwargs)
 
     def _encode(self, x, mask=None, training=None):
         """Embeds and encodes `x`. Returns `(sequence, context, states, mask)`."""
@@ -245,8 +337,12 @@ class Seq2SeqModel(keras.Model):
             if self._args["reverse_input"]:
                 ids = reverse_valid_steps(ids, mask)
             x = self.input_embedding(ids)
-        elif self._args["reverse_input"]:
-            x = reverse_valid_steps(x, mask)
+        else:
+            # Integer or boolean vectors would reach the cells' matmuls as
+            # they are.
+            x = ops.cast(x, self.compute_dtype)
+            if self._args["reverse_input"]:
+                x = reverse_valid_steps(x, mask)
         sequence, context, states = self.encoder(x, mask=mask, training=training)
         return sequence, context, states, mask
 
@@ -260,6 +356,8 @@ class Seq2SeqModel(keras.Model):
         self._check_input(x)
         if ground_truth is not None:
             self._check_target("y", ground_truth)
+            if not self.token_outputs:
+                ground_truth = ops.cast(ground_truth, self.compute_dtype)
         sequence, context, states, mask = self._encode(x, mask, training)
         return self.decoder(
             context,
@@ -287,6 +385,13 @@ class Seq2SeqModel(keras.Model):
                 data = keras.utils.pack_x_y_sample_weight((x, y), y, sample_weight)
         return super().train_step(data)
 
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Keras builds the metrics before the loss: a target of the wrong
+        # shape would fail inside a metric with a backend error.
+        if y is not None and hasattr(y, "shape"):
+            self._check_target("y", y, values=False)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -310,6 +415,7 @@ class Seq2SeqModel(keras.Model):
         self.encoder.reset_states()
 
     def _batches(self, x, batch_size):
+        batch_size = _arguments.positive_int("batch_size", batch_size, allow_none=True)
         x = np.asarray(x)
         self._check_input(x)
         batch_size = batch_size or self._batch_input_shape[0] or 32
@@ -433,7 +539,12 @@ class Seq2SeqModel(keras.Model):
         # Not chained to keras.Model: the config of a builder is its own
         # arguments, so `from_config` rebuilds the same class.
         config = {name: _json_friendly(v) for name, v in self._config.items()}
-        return {"name": self.name, "trainable": self.trainable, **config}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **config,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -455,6 +566,76 @@ def reverse_valid_steps(sequences, mask=None):
     if len(sequences.shape) == 3:
         indices = indices[:, :, None]
     return ops.take_along_axis(sequences, indices, axis=1)
+
+
+def _is_array(value):
+    """Whether `value` is an array or tensor (not a dataset or generator)."""
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _is_symbolic(x):
+    """Whether `x` has no values to check: a `KerasTensor`, a torch tensor on
+    the meta device while Keras infers shapes, or any tensor while PyTorch
+    traces or compiles the model (`torch.export`, `torch.compile`,
+    `torch.jit.trace`), where a check would become a data-dependent branch."""
+    if isinstance(x, keras.KerasTensor):
+        return True
+    device = getattr(x, "device", None)
+    if getattr(device, "type", None) == "meta":
+        return True
+    is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+    return torch.jit.is_tracing() or is_compiling()
+
+
+def _count(flags, noun):
+    count = int(flags.sum())
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _first_index(name, flags):
+    index = ", ".join(str(int(i)) for i in np.argwhere(flags)[0])
+    return f"{name}[{index}]"
+
+
+def _check_finite(name, x):
+    """Raises a ValueError naming the NaN and inf values of float `x`."""
+    if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype)):
+        return
+    if isinstance(x, np.ndarray):
+        if np.isfinite(x).all():
+            return
+    elif bool(ops.all(ops.isfinite(x))):
+        return
+    values = ops.convert_to_numpy(x)
+    nan, inf = np.isnan(values), np.isinf(values)
+    first = _first_index(name, nan | inf)
+    raise ValueError(
+        f"`check_inputs=True`: `{name}` holds {_count(nan, 'NaN')} and "
+        f"{_count(inf, 'infinite value')}; the first is {first} = "
+        f"{values[nan | inf][0]}. Received: {name}.shape={tuple(values.shape)}"
+    )
+
+
+def _check_ids(name, ids, vocab_size, argument):
+    """Raises a ValueError naming the token ids of `ids` outside the vocabulary."""
+    if isinstance(ids, np.ndarray):
+        if ids.dtype == object or ids.dtype.kind in "USV":
+            return  # Left to the conversion to a tensor to reject.
+        low, high = ids.min(), ids.max()
+    else:
+        low, high = ops.min(ids), ops.max(ids)
+    # Comparisons with NaN are False: non-finite ids fail this test too.
+    if bool(low >= 0) and bool(high < vocab_size):
+        return
+    values = ops.convert_to_numpy(ids)
+    bad = ~((values >= 0) & (values < vocab_size))
+    first = _first_index(name, bad)
+    raise ValueError(
+        f"`{name}` must hold token ids in [0, {argument}) = [0, {vocab_size}), "
+        f"0 being padding. Received {_count(bad, 'id')} outside that range; "
+        f"the first is {first} = {values[bad][0]}. {name}.shape="
+        f"{tuple(values.shape)}"
+    )
 
 
 def _constructor_config(arguments):
@@ -502,7 +683,14 @@ _TOKEN_ARGS_DOC = """
             to `1`.
         end_id: int. Token that ends a generated sequence. Defaults to `2`.
         {sampling}reverse_input: bool. Reverse each input's valid steps before
-            encoding (Sutskever et al. 2014). Defaults to `False`."""
+            encoding (Sutskever et al. 2014). Defaults to `False`.
+        check_inputs: bool. Check every input and target for NaN and inf
+            values before using them: `fit`, `evaluate`, `predict` and calls
+            of the model then raise a `ValueError` that gives their number
+            and the index of the first (in the whole array for arrays, in
+            the batch for datasets and generators). Off by default, since
+            the check reads the data once more. Token ids are always checked
+            against the vocabularies. Defaults to `False`."""
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
@@ -569,6 +757,7 @@ class SimpleSeq2Seq(Seq2SeqModel):
         start_id=1,
         end_id=2,
         reverse_input=False,
+        check_inputs=False,
         **kwargs,
     ):
         config = _constructor_config(locals())
@@ -666,10 +855,22 @@ class Seq2Seq(Seq2SeqModel):
         end_id=2,
         scheduled_sampling=0.0,
         reverse_input=False,
+        check_inputs=False,
         **kwargs,
     ):
         config = _constructor_config(locals())
         args = _arguments.resolve(config)
+        broadcast = args["broadcast_state"] and args["bridge"] is not None
+        if args["output_vocab_size"] is not None and not (broadcast or args["peek"]):
+            # A vector decoder still reads the input through its start
+            # value; a token decoder starts from `start_id`.
+            raise ValueError(
+                "This token decoder would never read the input: it starts from "
+                "zeros and `start_id`. Hand it the encoder's states "
+                '(`broadcast_state=True`, `bridge="concat"` or `"dense"`) or '
+                f"set `peek=True`. Received: broadcast_state={broadcast_state!r}, "
+                f"bridge={bridge!r}, peek={peek!r}"
+            )
         super().__init__(**kwargs)
         self._assemble(
             config,
@@ -677,7 +878,7 @@ class Seq2Seq(Seq2SeqModel):
             feedback=True,
             peek=args["peek"],
             shared_state=args["inner_broadcast_state"],
-            broadcast_state=args["broadcast_state"] and args["bridge"] is not None,
+            broadcast_state=broadcast,
         )
 
 
@@ -761,6 +962,7 @@ class AttentionSeq2Seq(Seq2SeqModel):
         end_id=2,
         scheduled_sampling=0.0,
         reverse_input=False,
+        check_inputs=False,
         **kwargs,
     ):
         config = _constructor_config(locals())
