@@ -20,6 +20,7 @@ turns them off, for example to compare the two.
 """
 
 import contextlib
+import weakref
 
 from kseq2seq.ops import generic
 from kseq2seq.ops import torch_kernels
@@ -42,11 +43,20 @@ def fast_kernels(enabled=True):
         _fast_kernels = previous
 
 
+# Kernels hold no state of their own, only their cell: one per cell and
+# path is enough, and decoding loops ask for them at every step.
+_kernels = weakref.WeakKeyDictionary()
+
+
 def kernel_for(cell):
     """Returns the `RecurrentKernel` that computes `cell`'s math."""
-    if _fast_kernels and torch_kernels.supports(cell):
-        return torch_kernels.kernel_for(cell)
-    return generic.kernel_for(cell)
+    fast = _fast_kernels and torch_kernels.supports(cell)
+    per_path = _kernels.setdefault(cell, {})
+    kernel = per_path.get(fast)
+    if kernel is None:
+        kernel = torch_kernels.kernel_for(cell) if fast else generic.kernel_for(cell)
+        per_path[fast] = kernel
+    return kernel
 
 
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
