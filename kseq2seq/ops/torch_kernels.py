@@ -162,11 +162,83 @@ def _right_padded_lengths(mask):
     return lengths
 
 
+def _reverse_valid_steps(sequences, lengths):
+    """`[a, b, c, pad, pad]` -> `[c, b, a, pad, pad]`, row by row."""
+    positions = torch.arange(sequences.shape[1], device=sequences.device)[None, :]
+    lengths = lengths.to(sequences.device)[:, None]
+    indices = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return sequences.gather(1, indices[..., None].expand_as(sequences))
+
+
+def _run_right_padded(fused, params, inputs, hx, lengths, training):
+    """One direction over right-padded sequences of lengths `lengths`.
+
+    The steps every sequence has run in one unpacked call (oneDNN's fused
+    kernel on a CPU); only the rest is packed, because PyTorch's packed
+    kernel is several times slower per step. Outputs are zero after each
+    sequence's end; final states are those of its last step.
+    """
+    shortest = int(lengths.min())
+    lstm = isinstance(hx, tuple)
+    head = fused(inputs[:, :shortest], hx, params, True, 1, 0.0, training, False, True)
+    outputs, finals = head[0], list(head[1:])
+    remaining = inputs.shape[1] - shortest
+    if remaining == 0:
+        return outputs, finals
+    if int(lengths.max()) == shortest:
+        # Every sequence has ended: only padding is left.
+        padding = outputs.new_zeros((inputs.shape[0], remaining, outputs.shape[-1]))
+        return torch.cat([outputs, padding], dim=1), finals
+    rows = torch.nonzero(lengths > shortest).squeeze(1)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        inputs.index_select(0, rows.to(inputs.device))[:, shortest:],
+        (lengths.index_select(0, rows) - shortest).cpu(),
+        batch_first=True,
+        enforce_sorted=False,
+    )
+    device_rows = rows.to(inputs.device)
+    tail_hx = [
+        f.index_select(1, device_rows).index_select(1, packed.sorted_indices)
+        for f in finals
+    ]
+    tail = fused(
+        packed.data,
+        packed.batch_sizes,
+        tuple(tail_hx) if lstm else tail_hx[0],
+        params,
+        True,
+        1,
+        0.0,
+        training,
+        False,
+    )
+    tail_outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(
+        torch.nn.utils.rnn.PackedSequence(
+            tail[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        ),
+        batch_first=True,
+        total_length=remaining,
+    )
+    padded_tail = outputs.new_zeros((inputs.shape[0], remaining, outputs.shape[-1]))
+    outputs = torch.cat(
+        [outputs, padded_tail.index_copy(0, device_rows, tail_outputs)], dim=1
+    )
+    finals = [
+        f.index_copy(1, device_rows, t.index_select(1, packed.unsorted_indices))
+        for f, t in zip(finals, tail[1:])
+    ]
+    return outputs, finals
+
+
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
-    """One layer, one or both directions, in one fused call.
+    """One layer, one or both directions, in fused calls.
+
+    Without padding, both directions run in one fused call. With a
+    right-padded mask each direction runs on its own (the backward one over
+    the sequences' valid steps reversed), see `_run_right_padded`.
 
     Returns `(outputs, final_states)` as `generic.run_layer` does, or `None`
-    when the fused call cannot reproduce it (a mask with holes or an empty
+    when the fused calls cannot reproduce it (a mask with holes or an empty
     sequence, or any mask while the call is traced or exported), so the
     caller falls back.
     """
@@ -192,7 +264,6 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         )
         for i in range(len(initial_states[0]))
     ]
-    hx = tuple(hx) if lstm else hx[0]
     training = torch.is_grad_enabled()
     lengths = None
     if mask is not None:
@@ -200,43 +271,42 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         if lengths is None:
             return None
         if int(lengths.min()) == inputs.shape[1]:
-            # Nothing is padded: packing would only sort and unsort.
-            lengths, mask = None, None
+            lengths = None  # Nothing is padded.
     if lengths is None:
-        result = fused(inputs, hx, params, True, 1, 0.0, training, bidirectional, True)
-        outputs = result[0]
-    else:
-        packed = torch.nn.utils.rnn.pack_padded_sequence(
-            inputs, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        if lstm:
-            hx = tuple(h.index_select(1, packed.sorted_indices) for h in hx)
-        else:
-            hx = hx.index_select(1, packed.sorted_indices)
         result = fused(
-            packed.data,
-            packed.batch_sizes,
-            hx,
+            inputs,
+            tuple(hx) if lstm else hx[0],
             params,
             True,
             1,
             0.0,
             training,
             bidirectional,
+            True,
         )
-        outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(
-            torch.nn.utils.rnn.PackedSequence(
-                result[0],
-                packed.batch_sizes,
-                packed.sorted_indices,
-                packed.unsorted_indices,
-            ),
-            batch_first=True,
-            total_length=inputs.shape[1],
-        )
-    finals = list(result[1:]) if lstm else [result[1]]
-    if lengths is not None:
-        finals = [f.index_select(1, packed.unsorted_indices) for f in finals]
+        outputs, finals = result[0], list(result[1:])
+    else:
+        directions = []
+        for direction in range(len(layer_kernels)):
+            direction_hx = [h[direction : direction + 1] for h in hx]
+            direction_inputs = inputs
+            if direction == 1:
+                direction_inputs = _reverse_valid_steps(inputs, lengths)
+            output, direction_finals = _run_right_padded(
+                fused,
+                params[4 * direction : 4 * direction + 4],
+                direction_inputs,
+                tuple(direction_hx) if lstm else direction_hx[0],
+                lengths,
+                training,
+            )
+            if direction == 1:
+                output = _reverse_valid_steps(output, lengths)
+            directions.append((output, direction_finals))
+        outputs = torch.cat([output for output, _ in directions], dim=-1)
+        finals = [
+            torch.cat([d[1][i] for d in directions], dim=0) for i in range(len(hx))
+        ]
         # Keras' convention, kept by the generic path: a forward direction
         # carries its last valid output over the padding.
         units = kernel.units
