@@ -467,7 +467,8 @@ class Seq2SeqModel(keras.Model):
 
         For token outputs, greedy or beam search from `start_id` until
         `end_id` (kept in the output; later positions are 0, the padding id)
-        or `max_length` tokens. For vector outputs, the decoder runs free for
+        or `max_length` tokens; the padding and start ids are never emitted
+        as tokens. For vector outputs, the decoder runs free for
         `max_length` steps, any number, feeding back its own outputs.
 
         Args:
@@ -512,13 +513,14 @@ class Seq2SeqModel(keras.Model):
                 results.append(ops.convert_to_numpy(ops.stack(outputs, axis=1)))
                 continue
             start_ids = ops.full((ops.shape(batch)[0],), self.start_id, "int32")
+            step_fn = self._token_step_fn()
             if method == "greedy":
                 ids, scores = decoding.greedy_search(
-                    self.decoder.decode_step, state, start_ids, self.end_id, max_length
+                    step_fn, state, start_ids, self.end_id, max_length
                 )
             else:
                 ids, scores = decoding.beam_search(
-                    self.decoder.decode_step,
+                    step_fn,
                     state,
                     start_ids,
                     self.end_id,
@@ -535,6 +537,22 @@ class Seq2SeqModel(keras.Model):
             np.concatenate([r[1] for r in results], axis=0),
         )
 
+    def _token_step_fn(self):
+        """The decoder's step, unable to emit the padding or the start id.
+
+        Neither is a token a sequence can contain, but a model trained on
+        padded targets can still give them some probability.
+        """
+        never = sorted({0, self.start_id} - {self.end_id})
+        penalty = np.zeros((self._output_dim,), "float32")
+        penalty[never] = _NEVER_LOG_PROB
+
+        def step_fn(ids, state):
+            log_probs, state = self.decoder.decode_step(ids, state)
+            return log_probs + ops.cast(penalty, log_probs.dtype), state
+
+        return step_fn
+
     def get_config(self):
         # Not chained to keras.Model: the config of a builder is its own
         # arguments, so `from_config` rebuilds the same class.
@@ -549,6 +567,11 @@ class Seq2SeqModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+# A finite stand-in for log(0): the searches add and compare scores, which
+# -inf would turn into NaN in their arithmetic.
+_NEVER_LOG_PROB = -1e9
 
 
 def reverse_valid_steps(sequences, mask=None):

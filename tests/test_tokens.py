@@ -123,6 +123,8 @@ def test_greedy_generation_follows_the_free_running_prediction(builder):
     generated, scores = model.generate(ids)
     predicted = model.predict(ids, verbose=0)
     assert generated.shape == (3, 5) and scores.shape == (3,)
+    # generate never emits the padding or the start id.
+    predicted[..., [0, model.start_id]] = 0.0
     for row in range(3):
         expected = predicted[row].argmax(-1)
         ended = np.flatnonzero(expected == model.end_id)
@@ -131,6 +133,23 @@ def test_greedy_generation_follows_the_free_running_prediction(builder):
         assert (generated[row, stop:] == 0).all()
         log_probability = np.log(predicted[row, np.arange(stop), expected[:stop]])
         np.testing.assert_allclose(scores[row], log_probability.sum(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_generation_never_emits_the_padding_or_start_id(method):
+    model = _token_model("seq2seq")
+    # Make padding, then the start id, by far the likeliest tokens.
+    bias = np.zeros(VOCAB, "float32")
+    bias[0], bias[model.start_id] = 60.0, 50.0
+    model.decoder.head.bias.assign(bias)
+    ids, _ = _padded_batch()
+    generated, scores = model.generate(ids, method=method, max_length=6)
+    for row in generated:
+        ended = np.flatnonzero(row == model.end_id)
+        tokens = row[: ended[0]] if len(ended) else row
+        assert not np.isin(tokens, [0, model.start_id]).any()
+        assert (row[len(tokens) + 1 :] == 0).all()  # padding after the end
+    assert np.isfinite(scores).all()
 
 
 def test_generation_stops_at_the_end_id():

@@ -3,6 +3,7 @@
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 from keras.src.backend import AutocastScope
 
@@ -394,9 +395,18 @@ class RecurrentDecoder(keras.layers.Layer):
         return ops.softmax(outputs, axis=-1) if self.tokens else outputs
 
     def _feedback(self, outputs):
-        """What a free-running step feeds back from its outputs."""
+        """What a free-running step feeds back from its outputs.
+
+        A token decoder feeds back its most probable token other than the
+        padding and the start id, which no sequence contains (as `generate`).
+        """
         if self.tokens:
-            return self.embedding.call(ops.argmax(outputs, axis=-1))
+            # Probabilities are at most 1: lowering by 2 rules a token out.
+            never = sorted({0, self.start_id} - {self.end_id})
+            penalty = np.zeros((self.output_dim,), "float32")
+            penalty[never] = -2.0
+            penalty = ops.convert_to_tensor(penalty, outputs.dtype)
+            return self.embedding.call(ops.argmax(outputs + penalty, axis=-1))
         return self._compute(outputs)
 
     def _true_readouts(self, context, ground_truth):
