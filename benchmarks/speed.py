@@ -81,6 +81,7 @@ END_ID = 2
 # (id 0), start or end id.
 FIRST_WORD = 3
 BEAM_WIDTH = 5
+NEVER_EMITTED = torch.tensor([0, START_ID])
 LEARNING_RATE = 1e-3
 # Keras' Adam epsilon; PyTorch's default is 1e-8.
 ADAM_EPSILON = 1e-7
@@ -371,6 +372,12 @@ class TorchTokenSeq2Seq(nn.Module):
         decoded, state = self.decoder(self.embedding(ids)[:, None], state)
         return self.head(decoded[:, 0]), state
 
+    @staticmethod
+    def best_token(logits):
+        """The most probable token other than padding and the start id, as
+        kseq2seq feeds back and emits: neither occurs inside a sequence."""
+        return logits.index_fill(1, NEVER_EMITTED.to(logits.device), -1e9).argmax(-1)
+
     def forward(self, x, y):
         """Logits under teacher forcing: the start id, then the shifted truth."""
         previous = torch.cat([torch.full_like(y[:, :1], START_ID), y[:, :-1]], dim=1)
@@ -385,7 +392,7 @@ class TorchTokenSeq2Seq(nn.Module):
         for _ in range(LENGTH):
             logits, state = self.step(ids, state)
             outputs.append(F.softmax(logits, dim=-1))
-            ids = logits.argmax(dim=-1)
+            ids = self.best_token(logits)
         return torch.stack(outputs, dim=1)
 
     def greedy(self, x):
@@ -396,7 +403,7 @@ class TorchTokenSeq2Seq(nn.Module):
         emitted = []
         for _ in range(LENGTH):
             logits, state = self.step(ids, state)
-            ids = logits.argmax(dim=-1).masked_fill(finished, 0)
+            ids = self.best_token(logits).masked_fill(finished, 0)
             emitted.append(ids)
             finished = finished | (ids == END_ID)
             if finished.all():
