@@ -15,6 +15,7 @@ from kseq2seq import decoding
 from kseq2seq.layers.bridge import StateBridge
 from kseq2seq.layers.decoder import RecurrentDecoder
 from kseq2seq.layers.encoder import RecurrentEncoder
+from kseq2seq.ops import reverse_valid_steps
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
@@ -543,9 +544,8 @@ class Seq2SeqModel(keras.Model):
         Neither is a token a sequence can contain, but a model trained on
         padded targets can still give them some probability.
         """
-        never = sorted({0, self.start_id} - {self.end_id})
         penalty = np.zeros((self._output_dim,), "float32")
-        penalty[never] = _NEVER_LOG_PROB
+        penalty[self.decoder.never_emitted_ids] = _NEVER_LOG_PROB
 
         def step_fn(ids, state):
             log_probs, state = self.decoder.decode_step(ids, state)
@@ -572,23 +572,6 @@ class Seq2SeqModel(keras.Model):
 # A finite stand-in for log(0): the searches add and compare scores, which
 # -inf would turn into NaN in their arithmetic.
 _NEVER_LOG_PROB = -1e9
-
-
-def reverse_valid_steps(sequences, mask=None):
-    """Reverses each sequence's valid steps, leaving the padding in place.
-
-    With a mask `(batch, time)` of right-padded sequences, `[a, b, c, 0, 0]`
-    becomes `[c, b, a, 0, 0]`; without one, the whole time axis is reversed.
-    """
-    if mask is None:
-        return ops.flip(sequences, axis=1)
-    time_steps = ops.shape(sequences)[1]
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1, keepdims=True)
-    positions = ops.arange(time_steps, dtype="int32")[None, :]
-    indices = ops.where(positions < lengths, lengths - 1 - positions, positions)
-    if len(sequences.shape) == 3:
-        indices = indices[:, :, None]
-    return ops.take_along_axis(sequences, indices, axis=1)
 
 
 def _is_array(value):

@@ -187,6 +187,12 @@ class RecurrentDecoder(keras.layers.Layer):
             )
 
     @property
+    def never_emitted_ids(self):
+        """Ids no decoded sequence contains: the padding and the start id
+        (unless one of them is also the end id)."""
+        return sorted({0, self.start_id} - {self.end_id})
+
+    @property
     def readout_width(self):
         return self.embedding_dim if self.tokens else self.output_dim
 
@@ -402,9 +408,8 @@ class RecurrentDecoder(keras.layers.Layer):
         """
         if self.tokens:
             # Probabilities are at most 1: lowering by 2 rules a token out.
-            never = sorted({0, self.start_id} - {self.end_id})
             penalty = np.zeros((self.output_dim,), "float32")
-            penalty[never] = -2.0
+            penalty[self.never_emitted_ids] = -2.0
             penalty = ops.convert_to_tensor(penalty, outputs.dtype)
             return self.embedding.call(ops.argmax(outputs + penalty, axis=-1))
         return self._compute(outputs)

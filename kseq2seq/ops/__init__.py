@@ -10,7 +10,9 @@ This is the one interface between the layers and the math:
 - `run_sequence(kernel, projected, initial_state, mask, reverse)` runs one
   layer (or a `SharedStateStack` of layers) over a projected sequence;
 - `step_stack(kernels, projected, states, shared_state, dropout_masks)` runs
-  one time step through a stack of layers.
+  one time step through a stack of layers;
+- `reverse_valid_steps(sequences, mask)` reverses each sequence's valid
+  steps, leaving the padding in place.
 
 Two implementations give the same results: `generic` with `keras.ops`, and
 `torch_kernels`, which calls PyTorch directly and fuses whole layers into
@@ -26,6 +28,7 @@ from kseq2seq.ops import generic
 from kseq2seq.ops import torch_kernels
 from kseq2seq.ops.generic import RecurrentKernel
 from kseq2seq.ops.generic import SharedStateStack
+from kseq2seq.ops.generic import reverse_valid_steps
 from kseq2seq.ops.generic import run_sequence
 from kseq2seq.ops.generic import step_stack
 
@@ -73,6 +76,7 @@ __all__ = [
     "SharedStateStack",
     "fast_kernels",
     "kernel_for",
+    "reverse_valid_steps",
     "run_layer",
     "run_sequence",
     "step_stack",

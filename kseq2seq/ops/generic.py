@@ -268,3 +268,20 @@ def step_stack(kernels, projected, states, shared_state=False, dropout_masks=Non
             output, layer_state = kernel.step(projected, states[depth])
             new_states.append(layer_state)
     return output, (state if shared_state else new_states)
+
+
+def reverse_valid_steps(sequences, mask=None):
+    """Reverses each sequence's valid steps, leaving the padding in place.
+
+    With a mask `(batch, time)` of right-padded sequences, `[a, b, c, 0, 0]`
+    becomes `[c, b, a, 0, 0]`; without one, the whole time axis is reversed.
+    """
+    if mask is None:
+        return ops.flip(sequences, axis=1)
+    time_steps = ops.shape(sequences)[1]
+    lengths = ops.sum(ops.cast(mask, "int32"), axis=1, keepdims=True)
+    positions = ops.arange(time_steps, dtype="int32")[None, :]
+    indices = ops.where(positions < lengths, lengths - 1 - positions, positions)
+    if len(sequences.shape) == 3:
+        indices = indices[:, :, None]
+    return ops.take_along_axis(sequences, indices, axis=1)

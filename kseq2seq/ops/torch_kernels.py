@@ -162,14 +162,6 @@ def _right_padded_lengths(mask):
     return lengths
 
 
-def _reverse_valid_steps(sequences, lengths):
-    """`[a, b, c, pad, pad]` -> `[c, b, a, pad, pad]`, row by row."""
-    positions = torch.arange(sequences.shape[1], device=sequences.device)[None, :]
-    lengths = lengths.to(sequences.device)[:, None]
-    indices = torch.where(positions < lengths, lengths - 1 - positions, positions)
-    return sequences.gather(1, indices[..., None].expand_as(sequences))
-
-
 def _run_right_padded(fused, params, inputs, hx, lengths, training):
     """One direction over right-padded sequences of lengths `lengths`.
 
@@ -286,12 +278,13 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         )
         outputs, finals = result[0], list(result[1:])
     else:
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=inputs.device)
         directions = []
         for direction in range(len(layer_kernels)):
             direction_hx = [h[direction : direction + 1] for h in hx]
             direction_inputs = inputs
             if direction == 1:
-                direction_inputs = _reverse_valid_steps(inputs, lengths)
+                direction_inputs = generic.reverse_valid_steps(inputs, mask)
             output, direction_finals = _run_right_padded(
                 fused,
                 params[4 * direction : 4 * direction + 4],
@@ -301,7 +294,7 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
                 training,
             )
             if direction == 1:
-                output = _reverse_valid_steps(output, lengths)
+                output = generic.reverse_valid_steps(output, mask)
             directions.append((output, direction_finals))
         outputs = torch.cat([output for output, _ in directions], dim=-1)
         finals = [
@@ -311,7 +304,7 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         # carries its last valid output over the padding.
         units = kernel.units
         forward = torch.where(
-            torch.as_tensor(mask, dtype=torch.bool, device=outputs.device)[..., None],
+            mask[..., None],
             outputs[..., :units],
             finals[0][0][:, None, :],
         )
