@@ -400,17 +400,20 @@ class RecurrentDecoder(keras.layers.Layer):
         outputs = self._head(top)
         return ops.softmax(outputs, axis=-1) if self.tokens else outputs
 
-    def _feedback(self, outputs):
-        """What a free-running step feeds back from its outputs.
+    def _feedback_penalty(self):
+        """Added to a token decoder's probabilities before the argmax of a
+        free-running step: they are at most 1, so -2 rules out the ids no
+        sequence contains (as in `generate`). `None` for a vector decoder."""
+        if not self.tokens:
+            return None
+        penalty = np.zeros((self.output_dim,), "float32")
+        penalty[self.never_emitted_ids] = -2.0
+        return ops.convert_to_tensor(penalty)
 
-        A token decoder feeds back its most probable token other than the
-        padding and the start id, which no sequence contains (as `generate`).
-        """
+    def _feedback(self, outputs, penalty):
+        """What a free-running step feeds back from its outputs."""
         if self.tokens:
-            # Probabilities are at most 1: lowering by 2 rules a token out.
-            penalty = np.zeros((self.output_dim,), "float32")
-            penalty[self.never_emitted_ids] = -2.0
-            penalty = ops.convert_to_tensor(penalty, outputs.dtype)
+            penalty = ops.cast(penalty, outputs.dtype)
             return self.embedding.call(ops.argmax(outputs + penalty, axis=-1))
         return self._compute(outputs)
 
@@ -469,6 +472,7 @@ class RecurrentDecoder(keras.layers.Layer):
         elif sampling:
             true_readouts = ops.unstack(true_readouts, axis=1)
         readout = self.start_readout(context) if self.feedback else None
+        feedback_penalty = self._feedback_penalty()
         tops, outputs, attention_weights = [], [], []
         for t in range(self.output_length):
             projected = None
@@ -490,7 +494,7 @@ class RecurrentDecoder(keras.layers.Layer):
             if self.feedback and projected_truth is None:
                 output = self._outputs(top)
                 outputs.append(output)
-                readout = self._feedback(output)
+                readout = self._feedback(output, feedback_penalty)
             else:
                 tops.append(top)
         if outputs:
