@@ -1,43 +1,227 @@
-"""Validation of the builders' arguments: once, at the public edge."""
+"""The builders' arguments, validated once and resolved into a `ModelSpec`.
 
-import numbers
+`resolve(builder, arguments)` is the public edge: every argument of
+`SimpleSeq2Seq`, `Seq2Seq` and `AttentionSeq2Seq` is checked here, defaults
+that depend on other arguments are filled in, and how the builder wires its
+decoder (feedback, peek, attention, state transfer) is decided. The model
+and its layers only read the frozen result.
+"""
+
+import dataclasses
 
 import keras
 import numpy as np
 
+from kseq2seq import _validate
 from kseq2seq.layers.cells import CELL_CLASSES
 from kseq2seq.layers.cells import check_cell
 
+# A vocabulary's size is no guide to a layer's width.
+DEFAULT_TOKEN_HIDDEN_DIM = 128
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not _is_int(value) or value <= 0:
-        expected = "a positive int or None" if allow_none else "a positive int"
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-    return int(value)
+BUILDERS = ("SimpleSeq2Seq", "Seq2Seq", "AttentionSeq2Seq")
 
 
-def boolean(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return bool(value)
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything a kseq2seq model is made from, validated.
+
+    `bridge` is `None` when the decoder starts from zeros; `shared_state`
+    is the reference project's `inner_broadcast_state`.
+    """
+
+    batch_input_shape: tuple
+    output_dim: int
+    output_length: int
+    hidden_dim: int
+    encoder_depth: int
+    decoder_depth: int
+    cell: str
+    bidirectional: bool
+    dropout: float
+    stateful: bool
+    output_activation: object
+    feedback: bool
+    peek: bool
+    attention: bool
+    shared_state: bool
+    bridge: object
+    teacher_force: bool
+    scheduled_sampling: float
+    reverse_input: bool
+    check_inputs: bool
+    input_vocab_size: object = None
+    output_vocab_size: object = None
+    embedding_dim: object = None
+    input_embeddings: object = dataclasses.field(default=None, compare=False)
+    start_id: int = 1
+    end_id: int = 2
+
+    @property
+    def token_inputs(self):
+        return self.input_vocab_size is not None
+
+    @property
+    def token_outputs(self):
+        return self.output_vocab_size is not None
+
+    @property
+    def decoder_units(self):
+        """The decoder's width: states handed over as they are keep theirs."""
+        if self.bridge == "concat" and self.bidirectional:
+            return 2 * self.hidden_dim
+        return self.hidden_dim
 
 
-def rate(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
+def resolve(builder, arguments):
+    """Validates a builder's arguments and resolves them.
+
+    Args:
+        builder: `"SimpleSeq2Seq"`, `"Seq2Seq"` or `"AttentionSeq2Seq"`.
+        arguments: the builder's arguments by name, as given.
+
+    Returns:
+        A `ModelSpec`.
+    """
+    get = arguments.get
+    tokens = _token_settings(arguments)
+    output_dim = _output_dim(arguments, tokens["output_vocab_size"])
+    hidden_dim = _validate.positive_int("hidden_dim", get("hidden_dim"), True)
+    if hidden_dim is None:
+        hidden_dim = (
+            DEFAULT_TOKEN_HIDDEN_DIM if tokens["output_vocab_size"] else output_dim
         )
-    if not 0 <= value < 1:
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
+    if tokens["embedding_dim"] is None and (
+        tokens["input_vocab_size"] or tokens["output_vocab_size"]
+    ):
+        tokens["embedding_dim"] = hidden_dim
+    encoder_depth, decoder_depth = depth_pair(get("depth", 1))
+    activation("output_activation", get("output_activation"))
+    spec = ModelSpec(
+        batch_input_shape=input_batch_shape(
+            get("batch_input_shape"),
+            get("input_shape"),
+            get("batch_size"),
+            get("input_dim"),
+            get("input_length"),
+            tokens=tokens["input_vocab_size"] is not None,
+        ),
+        output_dim=output_dim,
+        output_length=_validate.positive_int("output_length", get("output_length")),
+        hidden_dim=hidden_dim,
+        encoder_depth=encoder_depth,
+        decoder_depth=decoder_depth,
+        cell=cell(get("cell", "lstm")),
+        dropout=_validate.rate("dropout", get("dropout", 0.0)),
+        stateful=_validate.boolean("stateful", get("stateful", False)),
+        output_activation=get("output_activation"),
+        check_inputs=_validate.boolean("check_inputs", get("check_inputs", False)),
+        reverse_input=_validate.boolean("reverse_input", get("reverse_input", False)),
+        **_wiring(builder, arguments),
+        **tokens,
+    )
+    _check_combinations(spec, arguments)
+    return spec
+
+
+def _wiring(builder, arguments):
+    """How each builder's decoder reads the encoder, and its training feed."""
+    _validate.choice("builder", builder, BUILDERS)
+    flags = {
+        name: _validate.boolean(name, arguments.get(name, default))
+        for name, default in (
+            ("bidirectional", builder == "AttentionSeq2Seq"),
+            ("teacher_force", False),
+            ("peek", False),
+            ("broadcast_state", True),
+            ("inner_broadcast_state", True),
         )
-    return float(value)
+    }
+    bridge = _validate.choice(
+        "bridge", arguments.get("bridge"), (None, "concat", "dense")
+    )
+    if builder == "Seq2Seq" and not flags["broadcast_state"]:
+        bridge = None
+    return dict(
+        bidirectional=flags["bidirectional"],
+        feedback=builder != "SimpleSeq2Seq",
+        # SimpleSeq2Seq's decoder reads the repeated context and nothing else.
+        peek=builder == "SimpleSeq2Seq" or (builder == "Seq2Seq" and flags["peek"]),
+        attention=builder == "AttentionSeq2Seq",
+        shared_state=builder == "Seq2Seq" and flags["inner_broadcast_state"],
+        bridge=bridge,
+        teacher_force=flags["teacher_force"],
+        scheduled_sampling=_validate.rate(
+            "scheduled_sampling", arguments.get("scheduled_sampling", 0.0)
+        ),
+    )
+
+
+def _output_dim(arguments, output_vocab_size):
+    output_dim = arguments.get("output_dim")
+    if arguments.get("output_length") is None:
+        raise ValueError("`output_length`, the number of output steps, is required.")
+    if output_dim is None and output_vocab_size is None:
+        raise ValueError(
+            "`output_dim`, the width of each output step, is required (or "
+            "`output_vocab_size` for token outputs)."
+        )
+    output_dim = _validate.positive_int(
+        "output_dim", output_dim, allow_none=output_vocab_size is not None
+    )
+    if output_vocab_size is None:
+        return output_dim
+    if output_dim not in (None, output_vocab_size):
+        raise ValueError(
+            "With `output_vocab_size` the outputs are probabilities over "
+            "the vocabulary: leave `output_dim` unset or equal to it. "
+            f"Received: output_dim={output_dim!r}, "
+            f"output_vocab_size={output_vocab_size!r}"
+        )
+    if arguments.get("output_activation") not in (None, "softmax"):
+        raise ValueError(
+            "With `output_vocab_size` the output activation is a softmax. "
+            f"Received: output_activation={arguments['output_activation']!r}"
+        )
+    return output_vocab_size
+
+
+def _check_combinations(spec, arguments):
+    """Rules that tie several arguments together."""
+    batch, length = spec.batch_input_shape[:2]
+    if spec.scheduled_sampling and not spec.teacher_force:
+        raise ValueError(
+            "`scheduled_sampling` mixes the model's own predictions into "
+            "teacher forcing: it needs `teacher_force=True`. Received: "
+            f"scheduled_sampling={arguments.get('scheduled_sampling')!r}, "
+            "teacher_force=False"
+        )
+    if spec.stateful and batch is None:
+        raise ValueError(
+            "`stateful=True` needs a fixed batch size: pass `batch_size` or "
+            "`batch_input_shape=(batch_size, input_length, input_dim)`. "
+            f"Received an input shape of {spec.batch_input_shape}."
+        )
+    unroll = _validate.boolean("unroll", arguments.get("unroll", False))
+    if unroll and length is None:
+        raise ValueError(
+            "`unroll=True` needs a fixed input length: pass `input_length` or "
+            "a full `input_shape`. Received an input shape of "
+            f"{spec.batch_input_shape}."
+        )
+    if spec.token_outputs and spec.feedback and not (spec.bridge or spec.peek):
+        if spec.attention:
+            return  # Attention reads the input at every step.
+        # A vector decoder still reads the input through its start value; a
+        # token decoder starts from `start_id`.
+        raise ValueError(
+            "This token decoder would never read the input: it starts from "
+            "zeros and `start_id`. Hand it the encoder's states "
+            '(`broadcast_state=True`, `bridge="concat"` or `"dense"`) or '
+            "set `peek=True`. Received: "
+            f"broadcast_state={arguments.get('broadcast_state')!r}, "
+            f"bridge={arguments.get('bridge')!r}, peek={arguments.get('peek')!r}"
+        )
 
 
 def depth_pair(depth):
@@ -46,11 +230,11 @@ def depth_pair(depth):
         "`depth` must be a positive int or a pair (encoder_depth, "
         f"decoder_depth) of positive ints. Received: depth={depth!r}"
     )
-    if _is_int(depth):
+    if _validate.is_int(depth):
         depth = (depth, depth)
     if not isinstance(depth, (tuple, list)) or len(depth) != 2:
         raise ValueError(message)
-    if not all(_is_int(d) and d > 0 for d in depth):
+    if not all(_validate.is_int(d) and d > 0 for d in depth):
         raise ValueError(message)
     return int(depth[0]), int(depth[1])
 
@@ -81,38 +265,23 @@ def input_batch_shape(
     `(batch, length)`, given as `batch_input_shape=(batch, length)`,
     `input_shape=(length,)` or `input_length`, or not at all.
     """
-    if tokens:
-        if input_dim is not None:
-            raise ValueError(
-                "`input_dim` is the feature size of vector inputs; with "
-                "`input_vocab_size` the inputs are token ids of shape (batch, "
-                "input_length) and `embedding_dim` sets the embedding width. "
-                f"Received: input_dim={input_dim!r}"
-            )
-        if batch_input_shape is not None:
-            batch, length = _shape("batch_input_shape", batch_input_shape, 2)
-            names = ["batch_input_shape[0]", "batch_input_shape[1]"]
-        elif input_shape is not None:
-            (length,) = _shape("input_shape", input_shape, 1)
-            batch = batch_size
-            names = ["batch_size", "input_shape[0]"]
-        else:
-            batch, length = batch_size, input_length
-            names = ["batch_size", "input_length"]
-        return (
-            positive_int(names[0], batch, allow_none=True),
-            positive_int(names[1], length, allow_none=True),
+    if tokens and input_dim is not None:
+        raise ValueError(
+            "`input_dim` is the feature size of vector inputs; with "
+            "`input_vocab_size` the inputs are token ids of shape (batch, "
+            "input_length) and `embedding_dim` sets the embedding width. "
+            f"Received: input_dim={input_dim!r}"
         )
+    rank = 2 if tokens else 3
     if batch_input_shape is not None:
-        batch, length, dim = _shape("batch_input_shape", batch_input_shape, 3)
-        names = [f"batch_input_shape[{i}]" for i in range(3)]
+        values = _shape("batch_input_shape", batch_input_shape, rank)
+        names = [f"batch_input_shape[{i}]" for i in range(rank)]
     elif input_shape is not None:
-        length, dim = _shape("input_shape", input_shape, 2)
-        batch = batch_size
-        names = ["batch_size", "input_shape[0]", "input_shape[1]"]
-    elif input_dim is not None:
-        batch, length, dim = batch_size, input_length, input_dim
-        names = ["batch_size", "input_length", "input_dim"]
+        values = (batch_size,) + _shape("input_shape", input_shape, rank - 1)
+        names = ["batch_size"] + [f"input_shape[{i}]" for i in range(rank - 1)]
+    elif tokens or input_dim is not None:
+        values = (batch_size, input_length, input_dim)[:rank]
+        names = ["batch_size", "input_length", "input_dim"][:rank]
     else:
         raise ValueError(
             "The model needs the shape of its input. Pass `input_dim` (and "
@@ -120,10 +289,10 @@ def input_batch_shape(
             "input_dim)` or `batch_input_shape=(batch_size, input_length, "
             "input_dim)`. Received none of them."
         )
-    return (
-        positive_int(names[0], batch, allow_none=True),
-        positive_int(names[1], length, allow_none=True),
-        positive_int(names[2], dim),
+    # The batch size and the length may vary; the feature size may not.
+    return tuple(
+        _validate.positive_int(name, value, allow_none=axis < 2)
+        for axis, (name, value) in enumerate(zip(names, values))
     )
 
 
@@ -152,190 +321,82 @@ def cell(value):
     return check_cell(value)
 
 
-DEFAULT_TOKEN_HIDDEN_DIM = 128
-
-_FLAGS = (
-    "broadcast_state",
-    "inner_broadcast_state",
-    "teacher_force",
-    "peek",
-    "bidirectional",
-    "reverse_input",
-)
-
-
-def choice(name, value, choices):
-    if not (value is None or isinstance(value, str)) or value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def _token_arguments(config, resolved):
-    """Validates vocabularies, embeddings and the start and end ids."""
-    input_vocab_size = positive_int(
-        "input_vocab_size", config.get("input_vocab_size"), allow_none=True
+def _token_settings(arguments):
+    """Vocabularies, embeddings and the start and end ids, validated."""
+    get = arguments.get
+    input_vocab_size = _validate.positive_int(
+        "input_vocab_size", get("input_vocab_size"), allow_none=True
     )
-    output_vocab_size = positive_int(
-        "output_vocab_size", config.get("output_vocab_size"), allow_none=True
+    output_vocab_size = _validate.positive_int(
+        "output_vocab_size", get("output_vocab_size"), allow_none=True
     )
-    embedding_dim = positive_int(
-        "embedding_dim", config.get("embedding_dim"), allow_none=True
+    embedding_dim = _validate.positive_int(
+        "embedding_dim", get("embedding_dim"), allow_none=True
     )
-    embeddings = config.get("input_embeddings")
+    embeddings = get("input_embeddings")
     if embeddings is not None:
-        try:
-            embeddings = np.asarray(embeddings, dtype="float32")
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                "`input_embeddings` must be a matrix of numbers (input_vocab_size, "
-                f"embedding_dim). Received a {type(embeddings).__name__} that "
-                f"NumPy cannot convert: {error}"
-            ) from None
-        if embeddings.ndim != 2 or 0 in embeddings.shape:
-            raise ValueError(
-                "`input_embeddings` must be a matrix (input_vocab_size, "
-                f"embedding_dim) with at least one row and one column. "
-                f"Received an array of shape {embeddings.shape}."
-            )
-        if not np.isfinite(embeddings).all():
-            row, column = np.argwhere(~np.isfinite(embeddings))[0]
-            raise ValueError(
-                "`input_embeddings` must hold finite numbers. Received "
-                f"{int((~np.isfinite(embeddings)).sum())} NaN or inf values, the "
-                f"first at [{row}, {column}]: {embeddings[row, column]}."
-            )
-        if input_vocab_size is None:
-            input_vocab_size = embeddings.shape[0]
-        if embeddings.shape[0] != input_vocab_size or embedding_dim not in (
-            None,
-            embeddings.shape[1],
-        ):
-            raise ValueError(
-                "`input_embeddings` must have shape (input_vocab_size, "
-                f"embedding_dim) = ({input_vocab_size}, "
-                f"{embedding_dim or 'embedding_dim'}). Received an array of "
-                f"shape {embeddings.shape}."
-            )
-        embedding_dim = embeddings.shape[1]
-    resolved["input_vocab_size"] = input_vocab_size
-    resolved["output_vocab_size"] = output_vocab_size
-    resolved["input_embeddings"] = embeddings
-    if input_vocab_size or output_vocab_size:
-        resolved["embedding_dim"] = embedding_dim or resolved["hidden_dim"]
-    else:
-        resolved["embedding_dim"] = embedding_dim
+        embeddings = _embedding_matrix(embeddings, input_vocab_size, embedding_dim)
+        input_vocab_size, embedding_dim = embeddings.shape
+    start_id, end_id = get("start_id", 1), get("end_id", 2)
     if output_vocab_size is not None:
-        if resolved["output_dim"] not in (None, output_vocab_size):
+        _check_special_ids(start_id, end_id, output_vocab_size)
+    return dict(
+        input_vocab_size=input_vocab_size,
+        output_vocab_size=output_vocab_size,
+        embedding_dim=embedding_dim,
+        input_embeddings=embeddings,
+        start_id=start_id,
+        end_id=end_id,
+    )
+
+
+def _embedding_matrix(embeddings, input_vocab_size, embedding_dim):
+    try:
+        embeddings = np.asarray(embeddings, dtype="float32")
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`input_embeddings` must be a matrix of numbers (input_vocab_size, "
+            f"embedding_dim). Received a {type(embeddings).__name__} that "
+            f"NumPy cannot convert: {error}"
+        ) from None
+    if embeddings.ndim != 2 or 0 in embeddings.shape:
+        raise ValueError(
+            "`input_embeddings` must be a matrix (input_vocab_size, "
+            f"embedding_dim) with at least one row and one column. "
+            f"Received an array of shape {embeddings.shape}."
+        )
+    if not np.isfinite(embeddings).all():
+        row, column = np.argwhere(~np.isfinite(embeddings))[0]
+        raise ValueError(
+            "`input_embeddings` must hold finite numbers. Received "
+            f"{int((~np.isfinite(embeddings)).sum())} NaN or inf values, the "
+            f"first at [{row}, {column}]: {embeddings[row, column]}."
+        )
+    if input_vocab_size is None:
+        input_vocab_size = embeddings.shape[0]
+    if embeddings.shape[0] != input_vocab_size or embedding_dim not in (
+        None,
+        embeddings.shape[1],
+    ):
+        raise ValueError(
+            "`input_embeddings` must have shape (input_vocab_size, "
+            f"embedding_dim) = ({input_vocab_size}, "
+            f"{embedding_dim or 'embedding_dim'}). Received an array of "
+            f"shape {embeddings.shape}."
+        )
+    return embeddings
+
+
+def _check_special_ids(start_id, end_id, output_vocab_size):
+    for name, value in (("start_id", start_id), ("end_id", end_id)):
+        if not _validate.is_int(value) or not 0 < value < output_vocab_size:
             raise ValueError(
-                "With `output_vocab_size` the outputs are probabilities over "
-                "the vocabulary: leave `output_dim` unset or equal to it. "
-                f"Received: output_dim={resolved['output_dim']!r}, "
-                f"output_vocab_size={output_vocab_size!r}"
+                f"`{name}` must be an id in [1, output_vocab_size) = [1, "
+                f"{output_vocab_size}); 0 is the padding id. Received: "
+                f"{name}={value!r}"
             )
-        if config["output_activation"] not in (None, "softmax"):
-            raise ValueError(
-                "With `output_vocab_size` the output activation is a softmax. "
-                f"Received: output_activation={config['output_activation']!r}"
-            )
-        resolved["output_dim"] = output_vocab_size
-        for name in ("start_id", "end_id"):
-            value = config.get(name)
-            if not _is_int(value) or not 0 < value < output_vocab_size:
-                raise ValueError(
-                    f"`{name}` must be an id in [1, output_vocab_size) = [1, "
-                    f"{output_vocab_size}); 0 is the padding id. Received: "
-                    f"{name}={value!r}"
-                )
-        if config["start_id"] == config["end_id"]:
-            raise ValueError(
-                "`start_id` and `end_id` must differ. Received: "
-                f"start_id={config['start_id']!r}, end_id={config['end_id']!r}"
-            )
-    resolved["start_id"] = config.get("start_id", 1)
-    resolved["end_id"] = config.get("end_id", 2)
-
-
-def resolve(config):
-    """Validates a builder's arguments and resolves them.
-
-    Args:
-        config: the builder's arguments by name, as given.
-
-    Returns:
-        A dict with `batch_input_shape` as `(batch, length, input_dim)`,
-        `depth` as `(encoder_depth, decoder_depth)`, `hidden_dim` defaulted
-        to `output_dim`, and every other argument validated.
-    """
-    if config["output_length"] is None:
-        raise ValueError("`output_length`, the number of output steps, is required.")
-    output_vocab_size = config.get("output_vocab_size")
-    if config["output_dim"] is None and output_vocab_size is None:
+    if start_id == end_id:
         raise ValueError(
-            "`output_dim`, the width of each output step, is required (or "
-            "`output_vocab_size` for token outputs)."
+            "`start_id` and `end_id` must differ. Received: "
+            f"start_id={start_id!r}, end_id={end_id!r}"
         )
-    tokens_in = config.get("input_vocab_size") is not None or (
-        config.get("input_embeddings") is not None
-    )
-    resolved = {
-        "output_dim": positive_int(
-            "output_dim", config["output_dim"], allow_none=output_vocab_size is not None
-        ),
-        "output_length": positive_int("output_length", config["output_length"]),
-        "hidden_dim": positive_int("hidden_dim", config["hidden_dim"], allow_none=True),
-        "batch_input_shape": input_batch_shape(
-            config["batch_input_shape"],
-            config["input_shape"],
-            config["batch_size"],
-            config["input_dim"],
-            config["input_length"],
-            tokens=tokens_in,
-        ),
-        "depth": depth_pair(config["depth"]),
-        "dropout": rate("dropout", config["dropout"]),
-        "unroll": boolean("unroll", config["unroll"]),
-        "stateful": boolean("stateful", config["stateful"]),
-        "output_activation": config["output_activation"],
-    }
-    activation("output_activation", config["output_activation"])
-    for flag in _FLAGS:
-        resolved[flag] = boolean(flag, config.get(flag, False))
-    resolved["cell"] = cell(config.get("cell", "lstm"))
-    resolved["bridge"] = choice(
-        "bridge", config.get("bridge"), (None, "concat", "dense")
-    )
-    resolved["check_inputs"] = boolean(
-        "check_inputs", config.get("check_inputs", False)
-    )
-    resolved["scheduled_sampling"] = rate(
-        "scheduled_sampling", config.get("scheduled_sampling", 0.0)
-    )
-    if resolved["scheduled_sampling"] and not resolved["teacher_force"]:
-        raise ValueError(
-            "`scheduled_sampling` mixes the model's own predictions into "
-            "teacher forcing: it needs `teacher_force=True`. Received: "
-            f"scheduled_sampling={config.get('scheduled_sampling')!r}, "
-            "teacher_force=False"
-        )
-    if resolved["hidden_dim"] is None:
-        # A vocabulary's size is no guide to a layer's width.
-        resolved["hidden_dim"] = (
-            DEFAULT_TOKEN_HIDDEN_DIM if output_vocab_size else resolved["output_dim"]
-        )
-    _token_arguments(config, resolved)
-    batch, length = resolved["batch_input_shape"][:2]
-    if resolved["stateful"] and batch is None:
-        raise ValueError(
-            "`stateful=True` needs a fixed batch size: pass `batch_size` or "
-            "`batch_input_shape=(batch_size, input_length, input_dim)`. "
-            f"Received an input shape of {resolved['batch_input_shape']}."
-        )
-    if resolved["unroll"] and length is None:
-        raise ValueError(
-            "`unroll=True` needs a fixed input length: pass `input_length` or "
-            "a full `input_shape`. Received an input shape of "
-            f"{resolved['batch_input_shape']}."
-        )
-    return resolved

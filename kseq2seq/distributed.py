@@ -107,7 +107,7 @@ def train_step(model, x, y, sample_weight=None):
     y = ops.convert_to_tensor(y)
     if sample_weight is not None:
         sample_weight = ops.convert_to_tensor(sample_weight)
-    inputs = [x, y] if getattr(model, "_teacher_force", False) else x
+    inputs = model.training_inputs(x, y) if hasattr(model, "training_inputs") else x
     model.zero_grad(set_to_none=True)
     y_pred = wrapper(inputs, training=True)
     loss = model.compute_loss(

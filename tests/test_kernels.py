@@ -78,7 +78,7 @@ def _run(model, x, y, training, seed_states, mask=None):
     for generator, state in seed_states:
         generator.state.assign(state)
     keras.utils.set_random_seed(7)
-    inputs = [x, y] if model._teacher_force else x
+    inputs = [x, y] if model.spec.teacher_force else x
     if mask is not None:
         output = model(inputs, training=training, mask=mask)
     else:

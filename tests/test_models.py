@@ -148,7 +148,7 @@ def test_every_builder_comes_compiled_with_mse_and_rmsprop():
 def test_simple_seq2seq_positional_order():
     # output_dim, output_length, hidden_dim, input_shape
     model = SimpleSeq2Seq(8, 4, 6, (7, 5))
-    assert model._batch_input_shape == (None, 7, 5)
+    assert model.spec.batch_input_shape == (None, 7, 5)
     assert model.encoder.units == 6
     assert model.decoder.output_length == 4
     assert model.decoder.output_dim == 8
@@ -159,7 +159,7 @@ def test_seq2seq_and_attention_positional_order():
     for cls in (Seq2Seq, AttentionSeq2Seq):
         # output_dim, output_length, batch_input_shape
         model = cls(8, 4, (None, 7, 5))
-        assert model._batch_input_shape == (None, 7, 5), cls.__name__
+        assert model.spec.batch_input_shape == (None, 7, 5), cls.__name__
         assert model.decoder.output_length == 4
         assert model.decoder.output_dim == 8
         assert _predict(model, _rand(2, 7, 5)).shape == (2, 4, 8)
@@ -241,7 +241,7 @@ def test_shape_precedence(shape_kwargs, expected):
     losing_dim = 3 if expected[2] != 3 else 4
     for cls in MODEL_CLASSES:
         model = cls(output_dim=2, output_length=3, hidden_dim=4, **shape_kwargs)
-        assert tuple(model._batch_input_shape) == expected, cls.__name__
+        assert tuple(model.spec.batch_input_shape) == expected, cls.__name__
         x = _rand(batch, length, expected[2])
         assert _predict(model, x, batch_size=batch).shape == (batch, 3, 2)
         # The losing feature size is rejected.
@@ -265,7 +265,7 @@ def test_input_length_none_accepts_any_length():
         model = cls(
             input_dim=3, input_length=None, hidden_dim=4, output_length=4, output_dim=2
         )
-        assert model._batch_input_shape[1] is None, cls.__name__
+        assert model.spec.batch_input_shape[1] is None, cls.__name__
         short = _predict(model, _rand(3, 5, 3))
         long = _predict(model, _rand(3, 9, 3))
         assert short.shape == long.shape == (3, 4, 2)
@@ -354,7 +354,7 @@ SAVE_CASES = {
 def test_save_load_and_config_round_trip(case, tmp_path):
     model = SAVE_CASES[case]()
     x, y = _rand(4, 5, 3), _rand(4, 4, 2, seed=1)
-    inputs = [x, y] if model._teacher_force else x
+    inputs = [x, y] if model.spec.teacher_force else x
     model.train_on_batch(inputs, y)
     path = tmp_path / "m.keras"
     model.save(path)

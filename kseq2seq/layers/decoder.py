@@ -1,22 +1,18 @@
 """The recurrent decoder shared by every kseq2seq model."""
 
-import contextlib
-
 import keras
-import numpy as np
 from keras import ops
-from keras.src.backend import AutocastScope
 
 from kseq2seq import ops as kernels
 from kseq2seq.layers.attention import BahdanauAttention
 from kseq2seq.layers.cells import check_cell
 from kseq2seq.layers.cells import dropout_mask
 from kseq2seq.layers.cells import make_cell
-from kseq2seq.layers.cells import state_size
+from kseq2seq.layers.decoder_step import DecoderStep
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
-class RecurrentDecoder(keras.layers.Layer):
+class RecurrentDecoder(DecoderStep, keras.layers.Layer):
     """Stacked recurrent decoder: context in, `output_length` steps out.
 
     At every step the bottom layer reads the concatenation of up to three
@@ -37,10 +33,17 @@ class RecurrentDecoder(keras.layers.Layer):
       (Bahdanau et al. 2015).
 
     The top layer's output goes through a `Dense(output_dim)` head at every
-    step. Parts of the input that do not change over time (the context) are
-    projected once per sequence, and when every step's input is known in
-    advance (no feedback, or teacher forcing without attention) each layer
-    runs over the whole sequence at once.
+    step. When every step's input is known in advance (no feedback, or
+    teacher forcing without attention or scheduled sampling) each layer runs
+    over the whole sequence in one call, fused on the PyTorch kernels (a
+    stack with a shared state deeper than one layer excepted: no fused
+    kernel threads one state through several layers). Otherwise one step
+    loop serves training, free running and decoding: at every step a *feed*
+    gives the readout, the truth under teacher forcing, a coin flip between
+    the truth and the model's own output under scheduled sampling, or the
+    model's own output when running free. The parts of the input that do
+    not change over time (the peeked context) are projected once per
+    sequence in that loop.
 
     Args:
         units: int. Width of every decoder layer.
@@ -147,10 +150,6 @@ class RecurrentDecoder(keras.layers.Layer):
             "softmax" if self.tokens else output_activation
         )
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.cells = [
-            make_cell(cell, units, f"layer_{layer}", self.dtype_policy)
-            for layer in range(depth)
-        ]
         # Under a mixed precision policy the outputs are float32, as Keras
         # advises for a model's last layer: a token decoder computes its
         # logits in the compute dtype and its softmax in float32; a vector
@@ -162,39 +161,37 @@ class RecurrentDecoder(keras.layers.Layer):
             and policy.compute_dtype != policy.variable_dtype
         )
         self._output_dtype = policy.variable_dtype if self._mixed else None
+        self._make_layers()
+
+    def _make_layers(self):
+        policy = self.dtype_policy
+        self.cells = [
+            make_cell(self.cell, self.units, f"layer_{layer}", policy)
+            for layer in range(self.depth)
+        ]
         # A token decoder keeps the head linear (logits) and applies the
         # softmax itself, so decoding can work with log-probabilities.
         self.head = keras.layers.Dense(
-            output_dim,
+            self.output_dim,
             activation=None if self.tokens else self.output_activation,
             name="head",
             dtype=policy.variable_dtype if self._mixed and not self.tokens else policy,
         )
         self.embedding = None
         self.start_projection = None
-        if self.tokens and feedback:
+        if self.tokens and self.feedback:
             self.embedding = keras.layers.Embedding(
-                output_dim, embedding_dim, name="embedding", dtype=self.dtype_policy
+                self.output_dim, self.embedding_dim, name="embedding", dtype=policy
             )
-        elif feedback:
+        elif self.feedback:
             self.start_projection = keras.layers.Dense(
-                output_dim, name="start_projection", dtype=self.dtype_policy
+                self.output_dim, name="start_projection", dtype=policy
             )
         self.attention = None
-        if attention_units:
+        if self.attention_units:
             self.attention = BahdanauAttention(
-                attention_units, name="attention", dtype=self.dtype_policy
+                self.attention_units, name="attention", dtype=policy
             )
-
-    @property
-    def never_emitted_ids(self):
-        """Ids no decoded sequence contains: the padding and the start id
-        (unless one of them is also the end id)."""
-        return sorted({0, self.start_id} - {self.end_id})
-
-    @property
-    def readout_width(self):
-        return self.embedding_dim if self.tokens else self.output_dim
 
     def build(self, context_shape, memory_shape=None):
         batch_size = context_shape[0]
@@ -215,34 +212,6 @@ class RecurrentDecoder(keras.layers.Layer):
         if self.attention is not None:
             self.attention.build((batch_size, self.units), memory_shape)
 
-    def _input_segments(self, context_dim, memory_shape):
-        """Row ranges of the bottom layer's kernel for each input part."""
-        widths = []
-        if self.feedback:
-            widths.append(("readout", self.readout_width))
-        if self.peek:
-            widths.append(("context", context_dim))
-        if self.attention is not None:
-            widths.append(("attention", memory_shape[-1]))
-        segments, start = {}, 0
-        for name, width in widths:
-            segments[name] = (start, start + width)
-            start += width
-        return segments
-
-    def _input_width(self):
-        return max(stop for _, stop in self._segments.values())
-
-    def _initial_states(self, initial_state, batch_size, dtype):
-        zeros = ops.zeros((batch_size, self.units), dtype=dtype)
-        runs = 1 if self.shared_state else self.depth
-        per_run = len(state_size(self.cell, self.units))
-        initial_state = list(initial_state or [None] * runs)
-        return [
-            [zeros] * per_run if state is None else list(state)
-            for state in initial_state
-        ]
-
     def _dropout_masks(self, batch_size, dtype, training):
         if not training or self.dropout == 0:
             return None
@@ -252,169 +221,11 @@ class RecurrentDecoder(keras.layers.Layer):
             for width in widths
         ]
 
-    def _kernels(self):
-        return [kernels.kernel_for(cell) for cell in self.cells]
-
-    def _autocast(self):
-        """The variables in the compute dtype, as inside `call`.
-
-        `call` runs in Keras' autocast scope; the decoding methods, which
-        loops such as `generate` call outside it, open it themselves.
-        """
-        if not self._mixed:
-            return contextlib.nullcontext()
-        return AutocastScope(self.compute_dtype)
-
-    def _compute(self, value):
-        """`value` in the compute dtype (fed-back float32 outputs, when mixed)."""
-        return ops.cast(value, self.compute_dtype) if self._mixed else value
-
-    def _head(self, top):
-        """The head's outputs (logits for a token decoder); float32 when mixed."""
-        if not self._mixed:
-            return self.head.call(top)
+    def _own_readout(self, logits, outputs, penalty):
+        """What a free-running step feeds back: the most probable emittable
+        token's embedding, or the output vector itself."""
         if self.tokens:
-            return ops.cast(self.head.call(top), self._output_dtype)
-        # The float32 head reads its variables as they are, not autocast.
-        with AutocastScope(None):
-            return self.head.call(ops.cast(top, self._output_dtype))
-
-    def _project_part(self, name, value, bottom_mask=None):
-        """Projects one part of the bottom layer's input, without bias."""
-        start, stop = self._segments[name]
-        if bottom_mask is not None:
-            value = value * bottom_mask[..., start:stop]
-        bottom = kernels.kernel_for(self.cells[0])
-        return bottom.project(value, start, stop, use_bias=False)
-
-    # Decoding state: everything a step needs, as a dict of tensors whose
-    # first axis is the batch, so a beam search can repeat and reorder it.
-
-    def initial_decoding_state(
-        self, context, initial_state=None, memory=None, memory_mask=None, masks=None
-    ):
-        """The state a decoding loop starts from.
-
-        Returns a dict of batch-first tensors (and `None`s): the recurrent
-        states, the attention query, the bottom layer's projection of the
-        inputs that do not change over time (bias and peeked context) and,
-        with attention, the encoder outputs, their mask and their keys.
-        """
-        with self._autocast():
-            batch_size = ops.shape(context)[0]
-            dtype = context.dtype
-            bottom = kernels.kernel_for(self.cells[0])
-            states = self._initial_states(initial_state, batch_size, dtype)
-            static = ops.zeros((batch_size, bottom.cell.kernel.shape[-1]), dtype)
-            if bottom.input_bias() is not None:
-                static = static + bottom.input_bias()
-            if self.peek:
-                static = static + self._project_part(
-                    "context", context, None if masks is None else masks[0]
-                )
-            state = {
-                "states": states,
-                # The attention query is the top layer's previous output,
-                # which for these cells is the first entry of its state.
-                "query": states[-1][0],
-                "static": static,
-            }
-            if self.attention is not None:
-                state["memory"] = memory
-                state["memory_mask"] = memory_mask
-                state["keys"] = self.attention.project_keys(memory)
-            return state
-
-    def start_readout(self, context):
-        """The readout fed at step 0: start token embedding or start value.
-
-        `None` for a decoder without feedback.
-        """
-        if not self.feedback:
-            return None
-        if self.tokens:
-            batch_size = ops.shape(context)[0]
-            return self.embedding(ops.full((batch_size,), self.start_id, "int32"))
-        return self.start_projection(context)
-
-    def _step(self, projected_readout, state, masks=None):
-        """One step from the projection of the readout. Returns
-        `(top_output, new_state, attention_weights)`."""
-        projected = state["static"]
-        if projected_readout is not None:
-            projected = projected + projected_readout
-        weights = None
-        if self.attention is not None:
-            # Sub-layers inside the step loop are built: calling their
-            # `call` directly skips Keras' per-call bookkeeping.
-            attended, weights = self.attention.call(
-                state["query"],
-                state["keys"],
-                state["memory"],
-                memory_mask=state["memory_mask"],
-            )
-            projected = projected + self._project_part(
-                "attention", attended, None if masks is None else masks[0]
-            )
-        states = state["states"]
-        top, new_states = kernels.step_stack(
-            self._kernels(),
-            projected,
-            states[0] if self.shared_state else states,
-            self.shared_state,
-            masks,
-        )
-        new_state = dict(state)
-        new_state["states"] = [new_states] if self.shared_state else new_states
-        new_state["query"] = top
-        return top, new_state, weights
-
-    def decode_step(self, previous, state):
-        """One inference step, for decoding loops such as beam search.
-
-        Args:
-            previous: the previous token ids `(batch,)` of a token decoder,
-                or the previous output `(batch, output_dim)` (the start
-                value from `start_readout` at step 0).
-            state: from `initial_decoding_state` or the previous step.
-
-        Returns:
-            `(output, new_state)`: log-probabilities `(batch, output_dim)`
-            for a token decoder, the output vector otherwise.
-        """
-        with self._autocast():
-            projected = None
-            if self.feedback:
-                if self.tokens:
-                    readout = self.embedding.call(previous)
-                else:
-                    readout = self._compute(previous)
-                projected = self._project_part("readout", readout)
-            top, new_state, _ = self._step(projected, state)
-            if self.tokens:
-                return ops.log_softmax(self._head(top), axis=-1), new_state
-            return self._head(top), new_state
-
-    def _outputs(self, top):
-        """Head outputs: probabilities for a token decoder."""
-        outputs = self._head(top)
-        return ops.softmax(outputs, axis=-1) if self.tokens else outputs
-
-    def _feedback_penalty(self):
-        """Added to a token decoder's probabilities before the argmax of a
-        free-running step: they are at most 1, so -2 rules out the ids no
-        sequence contains (as in `generate`). `None` for a vector decoder."""
-        if not self.tokens:
-            return None
-        penalty = np.zeros((self.output_dim,), "float32")
-        penalty[self.never_emitted_ids] = -2.0
-        return ops.convert_to_tensor(penalty)
-
-    def _feedback(self, outputs, penalty):
-        """What a free-running step feeds back from its outputs."""
-        if self.tokens:
-            penalty = ops.cast(penalty, outputs.dtype)
-            return self.embedding.call(ops.argmax(outputs + penalty, axis=-1))
+            return self.embedding.call(ops.argmax(logits + penalty, axis=-1))
         return self._compute(outputs)
 
     def _true_readouts(self, context, ground_truth):
@@ -425,6 +236,75 @@ class RecurrentDecoder(keras.layers.Layer):
         else:
             previous = ground_truth[:, :-1]
         return ops.concatenate([start, ops.cast(previous, start.dtype)], axis=1)
+
+    def _feed(self, context, ground_truth, masks):
+        """How the step loop gets each step's readout.
+
+        Returns `feed(t, own_readout) -> projected readout` (or `None`
+        without feedback), where `own_readout` is what the previous step
+        would feed back, and whether the feed needs it.
+        """
+        if not self.feedback:
+            return (lambda t, own: None), False
+        bottom_mask = None if masks is None else masks[0]
+        if ground_truth is None:
+            start = self.start_readout(context)
+
+            def free(t, own):
+                readout = start if t == 0 else own
+                return self._project_part("readout", readout, bottom_mask)
+
+            return free, True
+        truth = self._true_readouts(context, ground_truth)
+        if self.sampling_probability == 0:
+            # Known in advance: projected for all steps at once, and
+            # unstacked once (per-step indexing costs a full-size buffer per
+            # step in the backward pass).
+            readout_mask = None if bottom_mask is None else bottom_mask[:, None, :]
+            projected = ops.unstack(
+                self._project_part("readout", truth, readout_mask), axis=1
+            )
+            return (lambda t, own: projected[t]), False
+        truth = ops.unstack(truth, axis=1)
+        shape = (ops.shape(context)[0], 1)
+
+        def sampled(t, own):
+            readout = truth[t]
+            if t > 0:
+                coins = keras.random.uniform(shape, seed=self.seed_generator)
+                readout = ops.where(coins < self.sampling_probability, own, readout)
+            return self._project_part("readout", readout, bottom_mask)
+
+        return sampled, True
+
+    def _step_loop(self, state, steps, feed, needs_own, masks=None):
+        """The one step loop. Returns the outputs `(batch, steps, output_dim)`
+        and the attention weights `(batch, steps, time)` (or `None`)."""
+        tops, outputs, weights = [], [], []
+        own, penalty = None, None
+        for t in range(steps):
+            top, state, step_weights = self._step(feed(t, own), state, masks)
+            weights.append(step_weights)
+            if not needs_own:
+                tops.append(top)
+                continue
+            logits = self._head(top)
+            output = ops.softmax(logits, axis=-1) if self.tokens else logits
+            if penalty is None and self.tokens:
+                penalty = self.never_emitted_penalty(logits)
+            own = self._own_readout(logits, output, penalty)
+            outputs.append(output)
+        if needs_own:
+            result = ops.stack(outputs, axis=1)
+        else:
+            # The head runs once over every step.
+            result = self._outputs(ops.stack(tops, axis=1))
+        if self.attention is None:
+            return result, None
+        weights = ops.stack(weights, axis=1)
+        if self._mixed:
+            weights = ops.cast(weights, self._output_dtype)
+        return result, weights
 
     def call(
         self,
@@ -440,112 +320,80 @@ class RecurrentDecoder(keras.layers.Layer):
             raise ValueError(
                 "`return_attention_weights=True` needs a decoder with attention."
             )
-        batch_size = ops.shape(context)[0]
-        masks = self._dropout_masks(batch_size, context.dtype, training)
-        bottom_mask = None if masks is None else masks[0]
+        if not (self.feedback and training):
+            ground_truth = None  # Teacher forcing is for training only.
+        masks = self._dropout_masks(ops.shape(context)[0], context.dtype, training)
+        if self.attention is None and (
+            not self.feedback
+            or (ground_truth is not None and self.sampling_probability == 0)
+        ):
+            return self._run_layers(context, initial_state, ground_truth, masks)
         state = self.initial_decoding_state(
             context, initial_state, memory, memory_mask, masks
         )
-        teacher_forcing = bool(self.feedback and training and ground_truth is not None)
-        true_readouts = None
-        if teacher_forcing:
-            true_readouts = self._true_readouts(context, ground_truth)
-        sampling = teacher_forcing and self.sampling_probability > 0
+        feed, needs_own = self._feed(context, ground_truth, masks)
+        outputs, weights = self._step_loop(
+            state, self.output_length, feed, needs_own, masks
+        )
+        return (outputs, weights) if return_attention_weights else outputs
 
-        if (
-            self.attention is None
-            and not sampling
-            and (teacher_forcing or not self.feedback)
-        ):
-            outputs = self._run_layers(context, state, true_readouts, masks)
-            return self._outputs(outputs)
+    def run_free(
+        self, context, initial_state=None, memory=None, memory_mask=None, steps=None
+    ):
+        """Runs free for `steps` steps (any number), as `call` does at
+        inference: what `generate` runs for vector outputs.
 
-        readout_mask = None if bottom_mask is None else bottom_mask[:, None, :]
-        projected_truth = None
-        if teacher_forcing and not sampling:
-            # Known in advance: projected for all steps at once, and unstacked
-            # once (per-step indexing costs a full-size buffer per step in
-            # the backward pass).
-            projected_truth = ops.unstack(
-                self._project_part("readout", true_readouts, readout_mask), axis=1
+        Returns:
+            `(batch, steps, output_dim)` outputs (probabilities for a token
+            decoder).
+        """
+        with self._autocast():
+            state = self.initial_decoding_state(
+                context, initial_state, memory, memory_mask
             )
-        elif sampling:
-            true_readouts = ops.unstack(true_readouts, axis=1)
-        readout = self.start_readout(context) if self.feedback else None
-        feedback_penalty = self._feedback_penalty()
-        tops, outputs, attention_weights = [], [], []
-        for t in range(self.output_length):
-            projected = None
-            if projected_truth is not None:
-                projected = projected_truth[t]
-            elif self.feedback:
-                if sampling:
-                    truth = true_readouts[t]
-                    if t > 0:
-                        own = readout
-                        coins = keras.random.uniform(
-                            (batch_size, 1), seed=self.seed_generator
-                        )
-                        truth = ops.where(coins < self.sampling_probability, own, truth)
-                    readout = truth
-                projected = self._project_part("readout", readout, bottom_mask)
-            top, state, weights = self._step(projected, state, masks)
-            attention_weights.append(weights)
-            if self.feedback and projected_truth is None:
-                output = self._outputs(top)
-                outputs.append(output)
-                readout = self._feedback(output, feedback_penalty)
-            else:
-                tops.append(top)
-        if outputs:
-            result = ops.stack(outputs, axis=1)
-        else:
-            result = self._outputs(ops.stack(tops, axis=1))
-        if return_attention_weights:
-            weights = ops.stack(attention_weights, axis=1)
-            if self._mixed:
-                weights = ops.cast(weights, self._output_dtype)
-            return result, weights
-        return result
+            feed, needs_own = self._feed(context, None, None)
+            outputs, _ = self._step_loop(
+                state, steps or self.output_length, feed, needs_own
+            )
+            return outputs
 
-    def _run_layers(self, context, state, true_readouts, masks):
-        """Every step's input is known: run each layer over the sequence."""
+    def _known_inputs(self, context, ground_truth):
+        """The bottom layer's input at every step, when all are known."""
+        parts = []
+        if self.feedback:
+            parts.append(self._true_readouts(context, ground_truth))
+        if self.peek:
+            parts.append(ops.repeat(context[:, None, :], self.output_length, axis=1))
+        return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def _run_layers(self, context, initial_state, ground_truth, masks):
+        """Every step's input is known: each layer runs over the sequence.
+
+        One fused call per layer on the PyTorch kernels beats a step loop
+        even over a repeated context, whose projection a loop could hoist
+        (see the Performance page). A shared state threaded through more
+        than one layer has no fused kernel: that stack runs the step loop.
+        """
         cell_kernels = self._kernels()
-        states = state["states"]
-        static = state["static"][:, None, :]
-        if self.shared_state or true_readouts is None:
-            # The bottom layer's input projection: the parts that never
-            # change were projected once, in `state["static"]`.
-            if true_readouts is not None:
-                readout_mask = None if masks is None else masks[0][:, None, :]
-                projected = static + self._project_part(
-                    "readout", true_readouts, readout_mask
-                )
-            else:
-                projected = ops.broadcast_to(
-                    static, (ops.shape(static)[0], self.output_length, static.shape[-1])
-                )
-            if self.shared_state:
-                stack = kernels.SharedStateStack(cell_kernels, masks)
-                return kernels.run_sequence(stack, projected, states[0])[0]
-            outputs, _ = kernels.run_sequence(cell_kernels[0], projected, states[0])
-        else:
-            # Readouts that change at every step: one fused call over the
-            # bottom layer's whole input beats a loop over steps.
-            parts = [true_readouts]
-            if self.peek:
-                parts.append(ops.repeat(context[:, None, :], self.output_length, 1))
-            inputs = ops.concatenate(parts, axis=-1)
-            if masks is not None:
-                inputs = inputs * masks[0][:, None, :]
-            outputs, _ = kernels.run_layer([cell_kernels[0]], inputs, [states[0]])
-        for layer in range(1, self.depth):
-            if masks is not None:
+        states = self._initial_states(
+            initial_state, ops.shape(context)[0], context.dtype
+        )
+        inputs = self._known_inputs(context, ground_truth)
+        if masks is not None:
+            inputs = inputs * masks[0][:, None, :]
+        if self.shared_state and self.depth > 1:
+            stack = kernels.SharedStateStack(cell_kernels, masks)
+            projected = cell_kernels[0].project(inputs)
+            outputs = kernels.run_sequence(stack, projected, states[0])[0]
+            return self._outputs(outputs)
+        outputs = inputs
+        for layer in range(self.depth):
+            if layer > 0 and masks is not None:
                 outputs = outputs * masks[layer][:, None, :]
             outputs, _ = kernels.run_layer(
                 [cell_kernels[layer]], outputs, [states[layer]]
             )
-        return outputs
+        return self._outputs(outputs)
 
     def compute_output_shape(self, context_shape, memory_shape=None):
         return (context_shape[0], self.output_length, self.output_dim)

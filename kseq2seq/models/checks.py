@@ -1,0 +1,246 @@
+"""The rules a model's inputs and targets follow, each written once.
+
+`DataChecks` holds them for one model: the shapes of `x` and `y`, token ids
+inside the vocabularies, and, with `check_inputs=True`, finite values. The
+model calls it at its public edges: `fit`, `evaluate` and `predict` check
+whole arrays once (so an error names an index in the array, not in a
+shuffled batch), and the trainer's steps check each batch's shapes, and
+its values only where the whole data could not be checked up front
+(datasets and generators).
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+import torch
+from keras import ops
+
+
+class DataChecks:
+    """The input and target rules of one model.
+
+    Args:
+        spec: the model's `ModelSpec`.
+        model_name: the builder's name, for messages.
+    """
+
+    def __init__(self, spec, model_name):
+        self.spec = spec
+        self.model_name = model_name
+        # Off while `fit`, `evaluate` or `predict` run on arrays whose values
+        # were checked as a whole.
+        self.check_batch_values = True
+
+    def split(self, inputs):
+        """`(x, ground_truth)`: teacher-forced models also take `[x, y]`."""
+        if not isinstance(inputs, (list, tuple)):
+            return inputs, None
+        teacher_force = self.spec.teacher_force
+        if not teacher_force or len(inputs) != 2:
+            expected = "`x` or `[x, y]`" if teacher_force else "a single tensor `x`"
+            raise ValueError(
+                f"{self.model_name} takes {expected} as input. "
+                f"Received a {type(inputs).__name__} of {len(inputs)} tensors."
+            )
+        return inputs[0], inputs[1]
+
+    def _expected_input(self):
+        length = self.spec.batch_input_shape[1] or "input_length"
+        if self.spec.token_inputs:
+            return f"(batch, {length}) token ids", 2
+        return f"(batch, {length}, {self.spec.batch_input_shape[2]})", 3
+
+    def input(self, x):
+        """Checks a batch of inputs `x`: its shape, then its values."""
+        expected, rank = self._expected_input()
+        if not hasattr(x, "shape"):
+            raise ValueError(
+                f"{self.model_name} expects an array or tensor of shape "
+                f"{expected} as input. Received: x of type {type(x).__name__}"
+            )
+        shape = tuple(x.shape)
+        if len(shape) != rank:
+            raise ValueError(
+                f"{self.model_name} expects inputs of shape {expected}. "
+                f"Received: x.shape={shape}"
+            )
+        if not is_symbolic(x) and (shape[0] == 0 or shape[1] == 0):
+            raise ValueError(
+                f"{self.model_name} expects inputs of shape {expected} "
+                "with at least one sequence of at least one step. Received: "
+                f"x.shape={shape}"
+            )
+        dim = None if self.spec.token_inputs else self.spec.batch_input_shape[2]
+        if dim is not None and shape[-1] is not None and shape[-1] != dim:
+            raise ValueError(
+                f"The input's feature size does not match `input_dim`: "
+                f"expected inputs of shape {expected}, received "
+                f"x.shape={shape}."
+            )
+        length = self.spec.batch_input_shape[1]
+        if length is not None and shape[1] is not None and shape[1] != length:
+            raise ValueError(
+                f"The input's length does not match `input_length`: expected "
+                f"inputs of shape {expected}, received x.shape={shape}. Pass "
+                "input_length=None to accept any length."
+            )
+        if self.check_batch_values:
+            self.input_values("x", x)
+
+    def input_values(self, name, x):
+        """Token ids in range, always; finite values with `check_inputs`."""
+        if is_symbolic(x):
+            return
+        if self.spec.token_inputs:
+            check_ids(name, x, self.spec.input_vocab_size, "input_vocab_size")
+        elif self.spec.check_inputs:
+            check_finite(name, x)
+
+    def target_values(self, name, y):
+        if is_symbolic(y):
+            return
+        if self.spec.token_outputs:
+            check_ids(name, y, self.spec.output_dim, "output_vocab_size")
+        elif self.spec.check_inputs:
+            check_finite(name, y)
+
+    def target(self, name, y):
+        """Checks a batch of targets: its shape, then its values."""
+        if not hasattr(y, "shape"):
+            raise ValueError(
+                f"`{name}` must be an array or tensor. Received: {name} of type "
+                f"{type(y).__name__}"
+            )
+        shape = tuple(y.shape)
+        length, dim = self.spec.output_length, self.spec.output_dim
+        if self.spec.token_outputs:
+            expected = (length,)
+            described = f"(batch, output_length) = (batch, {length}) ids"
+        else:
+            expected = (length, dim)
+            described = f"(batch, output_length, output_dim) = (batch, {length}, {dim})"
+        if len(shape) != len(expected) + 1 or tuple(shape[1:]) != expected:
+            raise ValueError(
+                f"`{name}` must have shape {described}. Received: {name}.shape={shape}"
+            )
+        if self.check_batch_values:
+            self.target_values(name, y)
+
+    def _arrays(self, x, y, names):
+        """The arrays of `x` and `y` with the value check each needs."""
+        if isinstance(x, (list, tuple)) and self.spec.teacher_force and len(x) == 2:
+            parts = [
+                (f"{names[0]}[0]", x[0], self.input_values),
+                (f"{names[0]}[1]", x[1], self.target_values),
+            ]
+        else:
+            parts = [(names[0], x, self.input_values)]
+        return parts + [(names[1], y, self.target_values)]
+
+    def whole(self, x, y=None, names=("x", "y")):
+        """Checks the data handed to `fit`, `evaluate` or `predict` at once.
+
+        Arrays only (datasets and generators are checked batch by batch):
+        an array without samples, token ids out of range and, with
+        `check_inputs`, non-finite values, reported at their index in the
+        whole array. Returns whether every part of the data was an array.
+        """
+        if x is None:
+            raise ValueError(
+                f"{self.model_name} needs input data. Received: {names[0]}=None"
+            )
+        all_arrays = True
+        for name, array, check in self._arrays(x, y, names):
+            if array is None:
+                continue
+            if not is_array(array):
+                all_arrays = False
+                continue
+            if len(array.shape) == 0 or array.shape[0] == 0:
+                raise ValueError(
+                    f"`{name}` holds no samples. Received: {name}.shape="
+                    f"{tuple(array.shape)}"
+                )
+            check(name, array)
+        return all_arrays
+
+    @contextlib.contextmanager
+    def checked_up_front(self, checked):
+        """Skips the per-batch value checks while `checked` is true."""
+        previous = self.check_batch_values
+        self.check_batch_values = previous and not checked
+        try:
+            yield
+        finally:
+            self.check_batch_values = previous
+
+
+def is_array(value):
+    """Whether `value` is an array or tensor (not a dataset or generator)."""
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def is_symbolic(x):
+    """Whether `x` has no values to check: a `KerasTensor`, a torch tensor on
+    the meta device while Keras infers shapes, or any tensor while PyTorch
+    traces or compiles the model (`torch.export`, `torch.compile`,
+    `torch.jit.trace`), where a check would become a data-dependent branch."""
+    if isinstance(x, keras.KerasTensor):
+        return True
+    device = getattr(x, "device", None)
+    if getattr(device, "type", None) == "meta":
+        return True
+    is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+    return torch.jit.is_tracing() or is_compiling()
+
+
+def _count(flags, noun):
+    count = int(flags.sum())
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _first_index(name, flags):
+    index = ", ".join(str(int(i)) for i in np.argwhere(flags)[0])
+    return f"{name}[{index}]"
+
+
+def check_finite(name, x):
+    """Raises a ValueError naming the NaN and inf values of float `x`."""
+    if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype)):
+        return
+    if isinstance(x, np.ndarray):
+        if np.isfinite(x).all():
+            return
+    elif bool(ops.all(ops.isfinite(x))):
+        return
+    values = ops.convert_to_numpy(x)
+    nan, inf = np.isnan(values), np.isinf(values)
+    first = _first_index(name, nan | inf)
+    raise ValueError(
+        f"`check_inputs=True`: `{name}` holds {_count(nan, 'NaN')} and "
+        f"{_count(inf, 'infinite value')}; the first is {first} = "
+        f"{values[nan | inf][0]}. Received: {name}.shape={tuple(values.shape)}"
+    )
+
+
+def check_ids(name, ids, vocab_size, argument):
+    """Raises a ValueError naming the token ids of `ids` outside the vocabulary."""
+    if isinstance(ids, np.ndarray):
+        if ids.dtype == object or ids.dtype.kind in "USV":
+            return  # Left to the conversion to a tensor to reject.
+        low, high = ids.min(), ids.max()
+    else:
+        low, high = ops.min(ids), ops.max(ids)
+    # Comparisons with NaN are False: non-finite ids fail this test too.
+    if bool(low >= 0) and bool(high < vocab_size):
+        return
+    values = ops.convert_to_numpy(ids)
+    bad = ~((values >= 0) & (values < vocab_size))
+    first = _first_index(name, bad)
+    raise ValueError(
+        f"`{name}` must hold token ids in [0, {argument}) = [0, {vocab_size}), "
+        f"0 being padding. Received {_count(bad, 'id')} outside that range; "
+        f"the first is {first} = {values[bad][0]}. {name}.shape="
+        f"{tuple(values.shape)}"
+    )
