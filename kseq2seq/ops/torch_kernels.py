@@ -151,6 +151,20 @@ def _exporting():
     return bool(is_exporting is not None and is_exporting())
 
 
+def _hx(states):
+    """The `hx` argument of `torch._VF`: `(h, c)` for an LSTM, `h` otherwise."""
+    return tuple(states) if len(states) == 2 else states[0]
+
+
+def _run_unpadded(fused, inputs, hx, params, bidirectional=False):
+    """One fused call over whole sequences. Returns `(outputs, finals)`,
+    `finals` holding one `(directions, batch, units)` tensor per state."""
+    result = fused(
+        inputs, hx, params, True, 1, 0.0, torch.is_grad_enabled(), bidirectional, True
+    )
+    return result[0], list(result[1:])
+
+
 def _right_padded_lengths(mask):
     """Sequence lengths if `mask` is right-padded with no empty sequence."""
     mask = torch.as_tensor(mask, dtype=torch.bool)
@@ -162,7 +176,7 @@ def _right_padded_lengths(mask):
     return lengths
 
 
-def _run_right_padded(fused, params, inputs, hx, lengths, training):
+def _run_right_padded(fused, params, inputs, hx, lengths):
     """One direction over right-padded sequences of lengths `lengths`.
 
     The steps every sequence has run in one unpacked call (oneDNN's fused
@@ -171,9 +185,7 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
     sequence's end; final states are those of its last step.
     """
     shortest = int(lengths.min())
-    lstm = isinstance(hx, tuple)
-    head = fused(inputs[:, :shortest], hx, params, True, 1, 0.0, training, False, True)
-    outputs, finals = head[0], list(head[1:])
+    outputs, finals = _run_unpadded(fused, inputs[:, :shortest], hx, params)
     remaining = inputs.shape[1] - shortest
     if remaining == 0:
         return outputs, finals
@@ -196,12 +208,12 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
     tail = fused(
         packed.data,
         packed.batch_sizes,
-        tuple(tail_hx) if lstm else tail_hx[0],
+        _hx(tail_hx),
         params,
         True,
         1,
         0.0,
-        training,
+        torch.is_grad_enabled(),
         False,
     )
     tail_outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(
@@ -222,12 +234,46 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
     return outputs, finals
 
 
+def _run_padded_directions(fused, params, inputs, hx, lengths, mask):
+    """Each direction on its own over right-padded sequences.
+
+    The backward direction reads each sequence's valid steps reversed, so
+    it starts at the sequence's true end. Returns `(outputs, finals)` as
+    `_run_unpadded` does.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool, device=inputs.device)
+    directions = []
+    for direction in range(len(params) // 4):
+        direction_inputs = inputs
+        if direction == 1:
+            direction_inputs = generic.reverse_valid_steps(inputs, mask)
+        output, direction_finals = _run_right_padded(
+            fused,
+            params[4 * direction : 4 * direction + 4],
+            direction_inputs,
+            _hx([h[direction : direction + 1] for h in hx]),
+            lengths,
+        )
+        if direction == 1:
+            output = generic.reverse_valid_steps(output, mask)
+        directions.append((output, direction_finals))
+    outputs = torch.cat([output for output, _ in directions], dim=-1)
+    finals = [torch.cat([d[1][i] for d in directions], dim=0) for i in range(len(hx))]
+    # Keras' convention, kept by the generic path: a forward direction
+    # carries its last valid output over the padding.
+    units = directions[0][0].shape[-1]
+    forward = torch.where(
+        mask[..., None], outputs[..., :units], finals[0][0][:, None, :]
+    )
+    return torch.cat([forward, outputs[..., units:]], dim=-1), finals
+
+
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
     """One layer, one or both directions, in fused calls.
 
     Without padding, both directions run in one fused call. With a
-    right-padded mask each direction runs on its own (the backward one over
-    the sequences' valid steps reversed), see `_run_right_padded`.
+    right-padded mask each direction runs on its own, see
+    `_run_padded_directions`.
 
     Returns `(outputs, final_states)` as `generic.run_layer` does, or `None`
     when the fused calls cannot reproduce it (a mask with holes or an empty
@@ -239,10 +285,7 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         # traced or exported graph would freeze at those of the example
         # input; the caller's step loop handles any mask with tensor ops.
         return None
-    kernel = layer_kernels[0]
-    fused = _FUSED[type(kernel)]
-    lstm = isinstance(kernel, TorchLSTMKernel)
-    bidirectional = len(layer_kernels) == 2
+    fused = _FUSED[type(layer_kernels[0])]
     params = [w for k in layer_kernels for w in k.fused_weights()]
     dtype = params[0].dtype
     inputs = torch.as_tensor(inputs, dtype=dtype, device=params[0].device)
@@ -256,7 +299,6 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         )
         for i in range(len(initial_states[0]))
     ]
-    training = torch.is_grad_enabled()
     lengths = None
     if mask is not None:
         lengths = _right_padded_lengths(mask)
@@ -265,50 +307,12 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         if int(lengths.min()) == inputs.shape[1]:
             lengths = None  # Nothing is padded.
     if lengths is None:
-        result = fused(
-            inputs,
-            tuple(hx) if lstm else hx[0],
-            params,
-            True,
-            1,
-            0.0,
-            training,
-            bidirectional,
-            True,
-        )
-        outputs, finals = result[0], list(result[1:])
+        bidirectional = len(layer_kernels) == 2
+        outputs, finals = _run_unpadded(fused, inputs, _hx(hx), params, bidirectional)
     else:
-        mask = torch.as_tensor(mask, dtype=torch.bool, device=inputs.device)
-        directions = []
-        for direction in range(len(layer_kernels)):
-            direction_hx = [h[direction : direction + 1] for h in hx]
-            direction_inputs = inputs
-            if direction == 1:
-                direction_inputs = generic.reverse_valid_steps(inputs, mask)
-            output, direction_finals = _run_right_padded(
-                fused,
-                params[4 * direction : 4 * direction + 4],
-                direction_inputs,
-                tuple(direction_hx) if lstm else direction_hx[0],
-                lengths,
-                training,
-            )
-            if direction == 1:
-                output = generic.reverse_valid_steps(output, mask)
-            directions.append((output, direction_finals))
-        outputs = torch.cat([output for output, _ in directions], dim=-1)
-        finals = [
-            torch.cat([d[1][i] for d in directions], dim=0) for i in range(len(hx))
-        ]
-        # Keras' convention, kept by the generic path: a forward direction
-        # carries its last valid output over the padding.
-        units = kernel.units
-        forward = torch.where(
-            mask[..., None],
-            outputs[..., :units],
-            finals[0][0][:, None, :],
+        outputs, finals = _run_padded_directions(
+            fused, params, inputs, hx, lengths, mask
         )
-        outputs = torch.cat([forward, outputs[..., units:]], dim=-1)
     final_states = [
         [f[direction] for f in finals] for direction in range(len(layer_kernels))
     ]
