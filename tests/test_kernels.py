@@ -148,3 +148,54 @@ def test_masks_with_holes_fall_back_and_agree():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(fast), keras.ops.convert_to_numpy(slow), atol=1e-6
     )
+
+
+def _built_cell(cell_class, units, input_dim):
+    cell = cell_class(units)
+    cell.build((None, input_dim))
+    return cell
+
+
+def test_count_runs_tells_fused_layers_from_step_loops():
+    cell = _built_cell(keras.layers.LSTMCell, 4, 3)
+    upper = _built_cell(keras.layers.LSTMCell, 4, 4)
+    kernel, upper_kernel = kernels.kernel_for(cell), kernels.kernel_for(upper)
+    x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype("float32")
+    states = [[keras.ops.zeros((2, 4))] * 2]
+    holes = keras.ops.convert_to_tensor(
+        np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+    )
+    stack = kernels.SharedStateStack([kernel, upper_kernel])
+    with kernels.count_runs() as counts:
+        kernels.run_layer([kernel], x, states)
+        kernels.run_layer([kernel, kernel], x, states * 2)
+        # A mask with holes cannot be packed: a step loop per direction.
+        kernels.run_layer([kernel, kernel], x, states * 2, holes)
+        # The steps inside a loop are the loop's, not single steps.
+        kernels.run_sequence(stack, kernel.project(x), states[0])
+        kernels.step_stack([kernel], kernel.project(x[:, 0]), states)
+    assert counts == kernels.RunCounts(fused=2, loops=3, steps=1)
+
+
+def test_count_runs_without_fast_kernels_counts_loops():
+    cell = _built_cell(keras.layers.GRUCell, 4, 3)
+    x = np.ones((2, 5, 3), "float32")
+    with kernels.fast_kernels(False), kernels.count_runs() as counts:
+        kernels.run_layer([kernels.kernel_for(cell)], x, [[keras.ops.zeros((2, 4))]])
+    assert counts == kernels.RunCounts(loops=1)
+
+
+def test_count_runs_blocks_nest_and_record_nothing_outside():
+    cell = _built_cell(keras.layers.SimpleRNNCell, 4, 3)
+    kernel = kernels.kernel_for(cell)
+    x = np.ones((2, 5, 3), "float32")
+    states = [[keras.ops.zeros((2, 4))]]
+    with kernels.count_runs() as outer:
+        kernels.run_layer([kernel], x, states)
+        with kernels.count_runs() as inner:
+            kernels.step_stack([kernel], kernel.project(x[:, 0]), states)
+        kernels.run_sequence(kernel, kernel.project(x), states[0])
+    kernels.run_layer([kernel], x, states)
+    assert outer == kernels.RunCounts(fused=1, loops=1, steps=1)
+    assert inner == kernels.RunCounts(steps=1)
+    assert kernels._recording is None
