@@ -173,7 +173,9 @@ class RecurrentEncoder(keras.layers.Layer):
             batch_size, inputs.shape[-1], inputs.dtype, training
         )
         x = inputs if masks is None else inputs * masks[0][:, None, :]
-        if self.shared_state:
+        # With one layer, one shared state and one state per layer are the
+        # same recurrence, which the per-layer run can fuse.
+        if self.shared_state and self.depth > 1:
             sequence, finals, final_runs = self._run_shared_stacks(
                 x, initial, mask, masks
             )
@@ -224,8 +226,8 @@ class RecurrentEncoder(keras.layers.Layer):
     def _run_shared_stacks(self, x, initial, mask, masks):
         """Runs one `SharedStateStack` of every layer per direction.
 
-        The state goes up the stack within each step, so the stack runs as
-        one recurrence, step by step. Returns `(sequence, finals,
+        The state goes up the stack within each step: a deep-transition
+        recurrence that no fused kernel computes, so it runs step by step. Returns `(sequence, finals,
         final_runs)` as `_run_layers` does, with a single entry in `finals`.
         """
         outputs, final_runs = [], []
