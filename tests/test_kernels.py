@@ -199,3 +199,41 @@ def test_count_runs_blocks_nest_and_record_nothing_outside():
     assert outer == kernels.RunCounts(fused=1, loops=1, steps=1)
     assert inner == kernels.RunCounts(steps=1)
     assert kernels._recording is None
+
+
+@pytest.mark.parametrize(
+    "cell_class",
+    [keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell],
+    ids=lambda c: c.__name__,
+)
+def test_fused_layers_follow_weight_updates_and_grad_modes(cell_class):
+    """Nothing the fused path keeps between calls goes stale or leaks out of
+    inference mode: after a call in inference mode, and after every weight
+    update, it gives the outputs and gradients of the keras.ops path."""
+    cell = _built_cell(cell_class, 4, 3)
+    rng = np.random.default_rng(3)
+    x = keras.ops.convert_to_tensor(rng.normal(size=(2, 5, 3)).astype("float32"))
+    mask = keras.ops.convert_to_tensor(
+        np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    )
+    states = [[keras.ops.zeros((2, 4))] * len(kernels.kernel_for(cell).state_size)]
+
+    def run(kernel):
+        outputs, finals = kernels.run_layer([kernel], x, states, mask)
+        loss = (
+            outputs * torch.linspace(-1, 1, outputs.numel()).reshape(outputs.shape)
+        ).sum()
+        loss = loss + sum(state.sum() for state in finals[0])
+        variables = [v.value for v in cell.trainable_variables]
+        gradients = torch.autograd.grad(loss, variables)
+        return [outputs.detach().numpy()] + [g.numpy() for g in gradients]
+
+    with torch.inference_mode():
+        kernels.run_layer([kernels.kernel_for(cell)], x, states, mask)
+    for update in range(3):
+        fast = run(kernels.kernel_for(cell))
+        slow = run(generic.kernel_for(cell))
+        for fast_array, slow_array in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(fast_array, slow_array, atol=5e-5)
+        for variable in cell.trainable_variables:
+            variable.assign(variable * 0.5 + 0.1 * (update + 1))

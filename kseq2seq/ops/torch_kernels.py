@@ -41,6 +41,34 @@ def supports(cell):
     )
 
 
+# Zero tensors by shape, dtype and device, see `_zeros_like`.
+_zeros = {}
+
+
+def _zeros_like(bias):
+    """Zeros like `bias`, made once per shape, dtype and device.
+
+    They stand in for the second bias of PyTorch's fused kernels, which
+    Keras' cells lack. Nothing is ever written into them and they depend on
+    no weight, so they cannot go stale. Zeros made in inference mode, while
+    compiling, tracing or exporting, or under a tensor subclass mode (fake
+    tensors) are not kept: they must not leak out of it.
+    """
+    key = (tuple(bias.shape), bias.dtype, bias.device)
+    zeros = _zeros.get(key)
+    if zeros is not None:
+        return zeros
+    zeros = torch.zeros(key[0], dtype=bias.dtype, device=bias.device)
+    if (
+        type(zeros) is torch.Tensor
+        and not torch.is_inference_mode_enabled()
+        and not torch.compiler.is_compiling()
+        and not _exporting()
+    ):
+        _zeros[key] = zeros
+    return zeros
+
+
 class _TorchProjection:
     def fused_weights(self):
         """`[w_ih, w_hh, b_ih, b_hh]` as `torch._VF` expects them.
@@ -53,7 +81,7 @@ class _TorchProjection:
             _tensor(cell.kernel).t(),
             _tensor(cell.recurrent_kernel).t(),
             bias,
-            torch.zeros_like(bias),
+            _zeros_like(bias),
         ]
 
     def project(self, inputs, start=0, stop=None, use_bias=True):
@@ -103,13 +131,14 @@ class TorchGRUKernel(_TorchProjection, generic.GRUKernel):
         return h, [h]
 
     def fused_weights(self):
+        # Reordered at every call: the weights change at every training step.
         cell = self.cell
-        bias = _tensor(cell.bias)
+        input_bias, recurrent_bias = _reorder_gru_gates(_tensor(cell.bias), self.units)
         return [
             _reorder_gru_gates(_tensor(cell.kernel), self.units).t(),
             _reorder_gru_gates(_tensor(cell.recurrent_kernel), self.units).t(),
-            _reorder_gru_gates(bias[0], self.units),
-            _reorder_gru_gates(bias[1], self.units),
+            input_bias,
+            recurrent_bias,
         ]
 
 
@@ -166,8 +195,12 @@ def _run_unpadded(fused, inputs, hx, params, bidirectional=False):
 
 
 def _right_padded_lengths(mask):
-    """Sequence lengths if `mask` is right-padded with no empty sequence."""
-    mask = torch.as_tensor(mask, dtype=torch.bool)
+    """Sequence lengths if `mask` is right-padded with no empty sequence.
+
+    They are computed on the CPU, where packing needs them: one copy of the
+    mask instead of a synchronisation for every length read.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
     lengths = mask.sum(dim=1)
     positions = torch.arange(mask.shape[1], device=mask.device)
     right_padded = torch.equal(mask, positions[None, :] < lengths[:, None])
@@ -194,13 +227,13 @@ def _run_right_padded(fused, params, inputs, hx, lengths):
         padding = outputs.new_zeros((inputs.shape[0], remaining, outputs.shape[-1]))
         return torch.cat([outputs, padding], dim=1), finals
     rows = torch.nonzero(lengths > shortest).squeeze(1)
+    device_rows = rows.to(inputs.device)
     packed = torch.nn.utils.rnn.pack_padded_sequence(
-        inputs.index_select(0, rows.to(inputs.device))[:, shortest:],
-        (lengths.index_select(0, rows) - shortest).cpu(),
+        inputs.index_select(0, device_rows)[:, shortest:],
+        lengths.index_select(0, rows) - shortest,
         batch_first=True,
         enforce_sorted=False,
     )
-    device_rows = rows.to(inputs.device)
     tail_hx = [
         f.index_select(1, device_rows).index_select(1, packed.sorted_indices)
         for f in finals
@@ -268,6 +301,15 @@ def _run_padded_directions(fused, params, inputs, hx, lengths, mask):
     return torch.cat([forward, outputs[..., units:]], dim=-1), finals
 
 
+def _stacked_states(initial_states, dtype, device):
+    """PyTorch's initial states: `(directions, batch, units)` per state."""
+    stacked = []
+    for parts in zip(*initial_states):
+        parts = [torch.as_tensor(p, dtype=dtype, device=device) for p in parts]
+        stacked.append(parts[0][None] if len(parts) == 1 else torch.stack(parts))
+    return stacked
+
+
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
     """One layer, one or both directions, in fused calls.
 
@@ -289,16 +331,7 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
     params = [w for k in layer_kernels for w in k.fused_weights()]
     dtype = params[0].dtype
     inputs = torch.as_tensor(inputs, dtype=dtype, device=params[0].device)
-    # PyTorch stacks initial states as (directions, batch, units) per state.
-    hx = [
-        torch.stack(
-            [
-                torch.as_tensor(state[i], dtype=dtype, device=inputs.device)
-                for state in initial_states
-            ]
-        )
-        for i in range(len(initial_states[0]))
-    ]
+    hx = _stacked_states(initial_states, dtype, inputs.device)
     lengths = None
     if mask is not None:
         lengths = _right_padded_lengths(mask)
