@@ -227,8 +227,9 @@ class RecurrentEncoder(keras.layers.Layer):
         """Runs one `SharedStateStack` of every layer per direction.
 
         The state goes up the stack within each step: a deep-transition
-        recurrence that no fused kernel computes, so it runs step by step. Returns `(sequence, finals,
-        final_runs)` as `_run_layers` does, with a single entry in `finals`.
+        recurrence that no fused kernel computes, so it runs step by step.
+        Returns `(sequence, finals, final_runs)` as `_run_layers` does, with
+        a single entry in `finals`.
         """
         outputs, final_runs = [], []
         for direction in range(self.num_directions):
