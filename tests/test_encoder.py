@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from kseq2seq import RecurrentEncoder
+from kseq2seq import ops as kernels
+from kseq2seq.ops import generic
 
 to_numpy = keras.ops.convert_to_numpy
 
@@ -192,3 +194,104 @@ def test_other_cells_match_keras_layers(cell):
     reference.build((3, 5, 2))
     reference.set_weights(encoder.cells[0].get_weights())
     np.testing.assert_allclose(to_numpy(sequence), to_numpy(reference(x)), atol=1e-5)
+
+
+def _right_padded(seed, input_dim=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3, 6, input_dim)).astype("float32")
+    mask = np.arange(6)[None, :] < np.array([6, 2, 4])[:, None]
+    x[~mask] = 0.0
+    return x, mask
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize(
+    "depth, shared_state", [(1, True), (1, False), (2, False)], ids=str
+)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
+def test_known_inputs_run_only_fused_layers(
+    cell, bidirectional, depth, shared_state, masked
+):
+    x, mask = _right_padded(6)
+    encoder = RecurrentEncoder(
+        4,
+        depth=depth,
+        cell=cell,
+        bidirectional=bidirectional,
+        shared_state=shared_state,
+        dropout=0.2,
+    )
+    encoder.build(x.shape)
+    with kernels.count_runs() as counts:
+        encoder(x, mask=mask if masked else None, training=True)
+    assert counts == kernels.RunCounts(fused=depth)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_deeper_shared_state_runs_a_step_loop_per_direction(bidirectional):
+    x, mask = _right_padded(7)
+    encoder = RecurrentEncoder(
+        4, depth=2, bidirectional=bidirectional, shared_state=True
+    )
+    encoder.build(x.shape)
+    with kernels.count_runs() as counts:
+        encoder(x, mask=mask)
+    assert counts == kernels.RunCounts(loops=encoder.num_directions)
+
+
+def _shared_stack_reference(encoder, x, mask):
+    """A depth-1 shared-state encoder as a `keras.ops` step loop of a
+    `SharedStateStack` per direction: `(sequence, states)`."""
+    outputs, finals = [], []
+    for direction in range(encoder.num_directions):
+        kernel = generic.kernel_for(encoder.cells[direction])
+        zeros = keras.ops.zeros((x.shape[0], encoder.units))
+        output, state = generic.run_sequence(
+            generic.SharedStateStack([kernel]),
+            kernel.project(x),
+            [zeros] * len(kernel.state_size),
+            mask,
+            reverse=direction == 1,
+        )
+        outputs.append(output)
+        finals.append(state)
+    sequence = keras.ops.concatenate(outputs, axis=-1)
+    return sequence, [keras.ops.concatenate(parts, axis=-1) for parts in zip(*finals)]
+
+
+def _outputs_and_gradients(encoder, sequence, states):
+    tensors = [sequence, *states]
+    loss = sum(
+        (t * torch.linspace(-1, 1, t.numel()).reshape(t.shape)).sum() for t in tensors
+    )
+    gradients = torch.autograd.grad(
+        loss, [v.value for v in encoder.trainable_variables]
+    )
+    return [to_numpy(t.detach()) for t in tensors], [to_numpy(g) for g in gradients]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
+def test_single_layer_shared_state_equals_the_step_loop(cell, bidirectional):
+    x, mask = _right_padded(8)
+    x = keras.ops.convert_to_tensor(x)
+    mask = keras.ops.convert_to_tensor(mask)
+    encoder = RecurrentEncoder(
+        4, cell=cell, bidirectional=bidirectional, shared_state=True
+    )
+    sequence, context, states = encoder(x, mask=mask)
+    assert len(states) == 1
+    np.testing.assert_array_equal(to_numpy(context), to_numpy(states[0][0]))
+    fast, fast_grads = _outputs_and_gradients(encoder, sequence, states[0])
+    slow, slow_grads = _outputs_and_gradients(
+        encoder, *_shared_stack_reference(encoder, x, mask)
+    )
+    for fast_tensor, slow_tensor in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(fast_tensor, slow_tensor, atol=2e-5)
+    for variable, fast_grad, slow_grad in zip(
+        encoder.trainable_variables, fast_grads, slow_grads
+    ):
+        np.testing.assert_allclose(
+            fast_grad, slow_grad, atol=5e-5, err_msg=variable.path
+        )

@@ -148,3 +148,92 @@ def test_masks_with_holes_fall_back_and_agree():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(fast), keras.ops.convert_to_numpy(slow), atol=1e-6
     )
+
+
+def _built_cell(cell_class, units, input_dim):
+    cell = cell_class(units)
+    cell.build((None, input_dim))
+    return cell
+
+
+def test_count_runs_tells_fused_layers_from_step_loops():
+    cell = _built_cell(keras.layers.LSTMCell, 4, 3)
+    upper = _built_cell(keras.layers.LSTMCell, 4, 4)
+    kernel, upper_kernel = kernels.kernel_for(cell), kernels.kernel_for(upper)
+    x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype("float32")
+    states = [[keras.ops.zeros((2, 4))] * 2]
+    holes = keras.ops.convert_to_tensor(
+        np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+    )
+    stack = kernels.SharedStateStack([kernel, upper_kernel])
+    with kernels.count_runs() as counts:
+        kernels.run_layer([kernel], x, states)
+        kernels.run_layer([kernel, kernel], x, states * 2)
+        # A mask with holes cannot be packed: a step loop per direction.
+        kernels.run_layer([kernel, kernel], x, states * 2, holes)
+        # The steps inside a loop are the loop's, not single steps.
+        kernels.run_sequence(stack, kernel.project(x), states[0])
+        kernels.step_stack([kernel], kernel.project(x[:, 0]), states)
+    assert counts == kernels.RunCounts(fused=2, loops=3, steps=1)
+
+
+def test_count_runs_without_fast_kernels_counts_loops():
+    cell = _built_cell(keras.layers.GRUCell, 4, 3)
+    x = np.ones((2, 5, 3), "float32")
+    with kernels.fast_kernels(False), kernels.count_runs() as counts:
+        kernels.run_layer([kernels.kernel_for(cell)], x, [[keras.ops.zeros((2, 4))]])
+    assert counts == kernels.RunCounts(loops=1)
+
+
+def test_count_runs_blocks_nest_and_record_nothing_outside():
+    cell = _built_cell(keras.layers.SimpleRNNCell, 4, 3)
+    kernel = kernels.kernel_for(cell)
+    x = np.ones((2, 5, 3), "float32")
+    states = [[keras.ops.zeros((2, 4))]]
+    with kernels.count_runs() as outer:
+        kernels.run_layer([kernel], x, states)
+        with kernels.count_runs() as inner:
+            kernels.step_stack([kernel], kernel.project(x[:, 0]), states)
+        kernels.run_sequence(kernel, kernel.project(x), states[0])
+    kernels.run_layer([kernel], x, states)
+    assert outer == kernels.RunCounts(fused=1, loops=1, steps=1)
+    assert inner == kernels.RunCounts(steps=1)
+    assert kernels._recording is None
+
+
+@pytest.mark.parametrize(
+    "cell_class",
+    [keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell],
+    ids=lambda c: c.__name__,
+)
+def test_fused_layers_follow_weight_updates_and_grad_modes(cell_class):
+    """Nothing the fused path keeps between calls goes stale or leaks out of
+    inference mode: after a call in inference mode, and after every weight
+    update, it gives the outputs and gradients of the keras.ops path."""
+    cell = _built_cell(cell_class, 4, 3)
+    rng = np.random.default_rng(3)
+    x = keras.ops.convert_to_tensor(rng.normal(size=(2, 5, 3)).astype("float32"))
+    mask = keras.ops.convert_to_tensor(
+        np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    )
+    states = [[keras.ops.zeros((2, 4))] * len(kernels.kernel_for(cell).state_size)]
+
+    def run(kernel):
+        outputs, finals = kernels.run_layer([kernel], x, states, mask)
+        loss = (
+            outputs * torch.linspace(-1, 1, outputs.numel()).reshape(outputs.shape)
+        ).sum()
+        loss = loss + sum(state.sum() for state in finals[0])
+        variables = [v.value for v in cell.trainable_variables]
+        gradients = torch.autograd.grad(loss, variables)
+        return [outputs.detach().numpy()] + [g.numpy() for g in gradients]
+
+    with torch.inference_mode():
+        kernels.run_layer([kernels.kernel_for(cell)], x, states, mask)
+    for update in range(3):
+        fast = run(kernels.kernel_for(cell))
+        slow = run(generic.kernel_for(cell))
+        for fast_array, slow_array in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(fast_array, slow_array, atol=5e-5)
+        for variable in cell.trainable_variables:
+            variable.assign(variable * 0.5 + 0.1 * (update + 1))

@@ -163,15 +163,9 @@ class RecurrentEncoder(keras.layers.Layer):
         ]
 
     def call(self, inputs, mask=None, training=None):
-        batch_size = ops.shape(inputs)[0]
         if self.stateful:
-            expected = self.state_variables[0].shape[0]
-            if inputs.shape[0] is not None and inputs.shape[0] != expected:
-                raise ValueError(
-                    "A stateful model must be fed batches of the size it was "
-                    f"built for: batch_size={expected}. Received a batch of "
-                    f"{inputs.shape[0]} sequences."
-                )
+            self._check_batch_size(inputs)
+        batch_size = ops.shape(inputs)[0]
         if mask is not None:
             mask = ops.cast(mask, "bool")
         initial = self._initial_states(batch_size, inputs.dtype)
@@ -179,43 +173,14 @@ class RecurrentEncoder(keras.layers.Layer):
             batch_size, inputs.shape[-1], inputs.dtype, training
         )
         x = inputs if masks is None else inputs * masks[0][:, None, :]
-        if self.shared_state:
-            outputs, final_runs = [], []
-            for direction in range(self.num_directions):
-                stack = kernels.SharedStateStack(
-                    [
-                        kernels.kernel_for(cell)
-                        for cell in self.cells[direction :: self.num_directions]
-                    ],
-                    masks,
-                )
-                output, state = kernels.run_sequence(
-                    stack,
-                    stack.kernels[0].project(x),
-                    initial[direction],
-                    mask,
-                    reverse=direction == 1,
-                )
-                outputs.append(output)
-                final_runs.append(state)
-            sequence = self._merge_directions(outputs)
-            finals = [[self._merge_directions(parts) for parts in zip(*final_runs)]]
+        # With one layer, one shared state and one state per layer are the
+        # same recurrence, which the per-layer run can fuse.
+        if self.shared_state and self.depth > 1:
+            sequence, finals, final_runs = self._run_shared_stacks(
+                x, initial, mask, masks
+            )
         else:
-            finals, final_runs = [], []
-            for layer in range(self.depth):
-                if layer > 0 and masks is not None:
-                    x = x * masks[layer][:, None, :]
-                first = layer * self.num_directions
-                runs = range(first, first + self.num_directions)
-                x, states = kernels.run_layer(
-                    [kernels.kernel_for(self.cells[run]) for run in runs],
-                    x,
-                    [initial[run] for run in runs],
-                    mask,
-                )
-                final_runs.extend(states)
-                finals.append([self._merge_directions(parts) for parts in zip(*states)])
-            sequence = x
+            sequence, finals, final_runs = self._run_layers(x, initial, mask, masks)
         if self.stateful:
             flat = [tensor for state in final_runs for tensor in state]
             for variable, value in zip(self.state_variables, flat):
@@ -224,6 +189,72 @@ class RecurrentEncoder(keras.layers.Layer):
         # SimpleRNN cells that output is the first state.
         context = finals[-1][0]
         return sequence, context, finals
+
+    def _check_batch_size(self, inputs):
+        """A stateful encoder carries one state per sequence of its batch."""
+        expected = self.state_variables[0].shape[0]
+        if inputs.shape[0] is not None and inputs.shape[0] != expected:
+            raise ValueError(
+                "A stateful model must be fed batches of the size it was "
+                f"built for: batch_size={expected}. Received a batch of "
+                f"{inputs.shape[0]} sequences."
+            )
+
+    def _run_layers(self, x, initial, mask, masks):
+        """Runs each layer, both directions at once, over the whole sequence.
+
+        Returns `(sequence, finals, final_runs)`: the top layer's outputs,
+        one merged state list per layer, and one state list per run (layer
+        and direction) in the order of `state_variables`.
+        """
+        finals, final_runs = [], []
+        for layer in range(self.depth):
+            if layer > 0 and masks is not None:
+                x = x * masks[layer][:, None, :]
+            first = layer * self.num_directions
+            runs = range(first, first + self.num_directions)
+            x, states = kernels.run_layer(
+                [kernels.kernel_for(self.cells[run]) for run in runs],
+                x,
+                [initial[run] for run in runs],
+                mask,
+            )
+            final_runs.extend(states)
+            finals.append(self._merge_states(states))
+        return x, finals, final_runs
+
+    def _run_shared_stacks(self, x, initial, mask, masks):
+        """Runs one `SharedStateStack` of every layer per direction.
+
+        The state goes up the stack within each step: a deep-transition
+        recurrence that no fused kernel computes, so it runs step by step.
+        Returns `(sequence, finals, final_runs)` as `_run_layers` does, with
+        a single entry in `finals`.
+        """
+        outputs, final_runs = [], []
+        for direction in range(self.num_directions):
+            stack = kernels.SharedStateStack(
+                [
+                    kernels.kernel_for(cell)
+                    for cell in self.cells[direction :: self.num_directions]
+                ],
+                masks,
+            )
+            output, state = kernels.run_sequence(
+                stack,
+                stack.kernels[0].project(x),
+                initial[direction],
+                mask,
+                reverse=direction == 1,
+            )
+            outputs.append(output)
+            final_runs.append(state)
+        sequence = self._merge_directions(outputs)
+        return sequence, [self._merge_states(final_runs)], final_runs
+
+    def _merge_states(self, states):
+        """One state list from one state list per direction."""
+        return [self._merge_directions(parts) for parts in zip(*states)]
 
     def _merge_directions(self, tensors):
         if len(tensors) == 1:

@@ -19,9 +19,21 @@ Two implementations give the same results: `generic` with `keras.ops`, and
 one `torch._VF` call. The PyTorch kernels are used for Keras' LSTM, GRU and
 SimpleRNN cells with their standard activations; `fast_kernels(False)`
 turns them off, for example to compare the two.
+
+How a recurrence ran can be observed: inside `with count_runs() as counts:`
+every call through this interface is counted in `counts`, a `RunCounts`
+with `fused` (layers run in fused whole-sequence calls), `loops` (sequences
+run in a Python loop over time steps, one per direction) and `steps`
+(single steps through `step_stack`). A layer whose inputs are all known
+should show only fused runs:
+
+    with count_runs() as counts:
+        encoder(inputs)
+    assert counts == RunCounts(fused=encoder.depth)
 """
 
 import contextlib
+import dataclasses
 import weakref
 
 from kseq2seq.ops import generic
@@ -29,8 +41,6 @@ from kseq2seq.ops import torch_kernels
 from kseq2seq.ops.generic import RecurrentKernel
 from kseq2seq.ops.generic import SharedStateStack
 from kseq2seq.ops.generic import reverse_valid_steps
-from kseq2seq.ops.generic import run_sequence
-from kseq2seq.ops.generic import step_stack
 
 _fast_kernels = True
 
@@ -62,18 +72,102 @@ def kernel_for(cell):
     return kernel
 
 
+@dataclasses.dataclass
+class RunCounts:
+    """How the recurrences inside a `count_runs()` block ran.
+
+    Attributes:
+        fused: layers (one or both directions) run by `run_layer` in fused
+            whole-sequence calls.
+        loops: sequences run in a Python loop over time steps: one per
+            `run_sequence` call (a layer, or a `SharedStateStack`) and one
+            per direction of a `run_layer` call that could not be fused.
+        steps: single time steps through a stack of layers (`step_stack`
+            calls, as decoding loops make).
+    """
+
+    fused: int = 0
+    loops: int = 0
+    steps: int = 0
+
+
+# The `RunCounts` of the open `count_runs()` blocks, innermost first; `None`
+# when nothing is recorded, so that the calls below pay for one check only.
+_recording = None
+
+
+@contextlib.contextmanager
+def count_runs():
+    """Counts how recurrences run inside a `with` block.
+
+    Blocks may be nested; each counts every run inside it.
+
+    Returns:
+        A context manager that yields a `RunCounts`, updated while the
+        block runs.
+
+    Example:
+
+        >>> cell = keras.layers.LSTMCell(4)
+        >>> cell.build((None, 3))
+        >>> inputs, states = np.ones((2, 5, 3)), [[np.zeros((2, 4))] * 2]
+        >>> with count_runs() as counts:
+        ...     _ = run_layer([kernel_for(cell)], inputs, states)
+        >>> counts
+        RunCounts(fused=1, loops=0, steps=0)
+    """
+    global _recording
+    counts = RunCounts()
+    previous = _recording
+    _recording = (counts,) + (previous or ())
+    try:
+        yield counts
+    finally:
+        _recording = previous
+
+
+def _record(field, number=1):
+    for counts in _recording:
+        setattr(counts, field, getattr(counts, field) + number)
+
+
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
-    """Runs one layer in one or both directions; see `generic.run_layer`."""
+    """Runs one layer in one or both directions; see `generic.run_layer`.
+
+    The whole layer runs in fused calls when its kernels allow it, in a
+    step loop per direction otherwise.
+    """
     if all(isinstance(k, torch_kernels.FUSABLE) for k in layer_kernels):
         result = torch_kernels.run_layer(layer_kernels, inputs, initial_states, mask)
         if result is not None:
+            if _recording is not None:
+                _record("fused")
             return result
+    if _recording is not None:
+        _record("loops", len(layer_kernels))
     return generic.run_layer(layer_kernels, inputs, initial_states, mask)
+
+
+def run_sequence(kernel, projected, initial_state, mask=None, reverse=False):
+    """Runs one layer or stack over a projected sequence, step by step; see
+    `generic.run_sequence`."""
+    if _recording is not None:
+        _record("loops")
+    return generic.run_sequence(kernel, projected, initial_state, mask, reverse)
+
+
+def step_stack(kernels, projected, states, shared_state=False, dropout_masks=None):
+    """One time step through a stack of layers; see `generic.step_stack`."""
+    if _recording is not None:
+        _record("steps")
+    return generic.step_stack(kernels, projected, states, shared_state, dropout_masks)
 
 
 __all__ = [
     "RecurrentKernel",
+    "RunCounts",
     "SharedStateStack",
+    "count_runs",
     "fast_kernels",
     "kernel_for",
     "reverse_valid_steps",

@@ -41,6 +41,34 @@ def supports(cell):
     )
 
 
+# Zero tensors by shape, dtype and device, see `_zeros_like`.
+_zeros = {}
+
+
+def _zeros_like(bias):
+    """Zeros like `bias`, made once per shape, dtype and device.
+
+    They stand in for the second bias of PyTorch's fused kernels, which
+    Keras' cells lack. Nothing is ever written into them and they depend on
+    no weight, so they cannot go stale. Zeros made in inference mode, while
+    compiling, tracing or exporting, or under a tensor subclass mode (fake
+    tensors) are not kept: they must not leak out of it.
+    """
+    key = (tuple(bias.shape), bias.dtype, bias.device)
+    zeros = _zeros.get(key)
+    if zeros is not None:
+        return zeros
+    zeros = torch.zeros(key[0], dtype=bias.dtype, device=bias.device)
+    if (
+        type(zeros) is torch.Tensor
+        and not torch.is_inference_mode_enabled()
+        and not torch.compiler.is_compiling()
+        and not _exporting()
+    ):
+        _zeros[key] = zeros
+    return zeros
+
+
 class _TorchProjection:
     def fused_weights(self):
         """`[w_ih, w_hh, b_ih, b_hh]` as `torch._VF` expects them.
@@ -53,7 +81,7 @@ class _TorchProjection:
             _tensor(cell.kernel).t(),
             _tensor(cell.recurrent_kernel).t(),
             bias,
-            torch.zeros_like(bias),
+            _zeros_like(bias),
         ]
 
     def project(self, inputs, start=0, stop=None, use_bias=True):
@@ -103,13 +131,14 @@ class TorchGRUKernel(_TorchProjection, generic.GRUKernel):
         return h, [h]
 
     def fused_weights(self):
+        # Reordered at every call: the weights change at every training step.
         cell = self.cell
-        bias = _tensor(cell.bias)
+        input_bias, recurrent_bias = _reorder_gru_gates(_tensor(cell.bias), self.units)
         return [
             _reorder_gru_gates(_tensor(cell.kernel), self.units).t(),
             _reorder_gru_gates(_tensor(cell.recurrent_kernel), self.units).t(),
-            _reorder_gru_gates(bias[0], self.units),
-            _reorder_gru_gates(bias[1], self.units),
+            input_bias,
+            recurrent_bias,
         ]
 
 
@@ -151,9 +180,27 @@ def _exporting():
     return bool(is_exporting is not None and is_exporting())
 
 
+def _hx(states):
+    """The `hx` argument of `torch._VF`: `(h, c)` for an LSTM, `h` otherwise."""
+    return tuple(states) if len(states) == 2 else states[0]
+
+
+def _run_unpadded(fused, inputs, hx, params, bidirectional=False):
+    """One fused call over whole sequences. Returns `(outputs, finals)`,
+    `finals` holding one `(directions, batch, units)` tensor per state."""
+    result = fused(
+        inputs, hx, params, True, 1, 0.0, torch.is_grad_enabled(), bidirectional, True
+    )
+    return result[0], list(result[1:])
+
+
 def _right_padded_lengths(mask):
-    """Sequence lengths if `mask` is right-padded with no empty sequence."""
-    mask = torch.as_tensor(mask, dtype=torch.bool)
+    """Sequence lengths if `mask` is right-padded with no empty sequence.
+
+    They are computed on the CPU, where packing needs them: one copy of the
+    mask instead of a synchronisation for every length read.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
     lengths = mask.sum(dim=1)
     positions = torch.arange(mask.shape[1], device=mask.device)
     right_padded = torch.equal(mask, positions[None, :] < lengths[:, None])
@@ -162,7 +209,7 @@ def _right_padded_lengths(mask):
     return lengths
 
 
-def _run_right_padded(fused, params, inputs, hx, lengths, training):
+def _run_right_padded(fused, params, inputs, hx, lengths):
     """One direction over right-padded sequences of lengths `lengths`.
 
     The steps every sequence has run in one unpacked call (oneDNN's fused
@@ -171,9 +218,7 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
     sequence's end; final states are those of its last step.
     """
     shortest = int(lengths.min())
-    lstm = isinstance(hx, tuple)
-    head = fused(inputs[:, :shortest], hx, params, True, 1, 0.0, training, False, True)
-    outputs, finals = head[0], list(head[1:])
+    outputs, finals = _run_unpadded(fused, inputs[:, :shortest], hx, params)
     remaining = inputs.shape[1] - shortest
     if remaining == 0:
         return outputs, finals
@@ -182,13 +227,13 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
         padding = outputs.new_zeros((inputs.shape[0], remaining, outputs.shape[-1]))
         return torch.cat([outputs, padding], dim=1), finals
     rows = torch.nonzero(lengths > shortest).squeeze(1)
+    device_rows = rows.to(inputs.device)
     packed = torch.nn.utils.rnn.pack_padded_sequence(
-        inputs.index_select(0, rows.to(inputs.device))[:, shortest:],
-        (lengths.index_select(0, rows) - shortest).cpu(),
+        inputs.index_select(0, device_rows)[:, shortest:],
+        lengths.index_select(0, rows) - shortest,
         batch_first=True,
         enforce_sorted=False,
     )
-    device_rows = rows.to(inputs.device)
     tail_hx = [
         f.index_select(1, device_rows).index_select(1, packed.sorted_indices)
         for f in finals
@@ -196,12 +241,12 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
     tail = fused(
         packed.data,
         packed.batch_sizes,
-        tuple(tail_hx) if lstm else tail_hx[0],
+        _hx(tail_hx),
         params,
         True,
         1,
         0.0,
-        training,
+        torch.is_grad_enabled(),
         False,
     )
     tail_outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(
@@ -222,12 +267,55 @@ def _run_right_padded(fused, params, inputs, hx, lengths, training):
     return outputs, finals
 
 
+def _run_padded_directions(fused, params, inputs, hx, lengths, mask):
+    """Each direction on its own over right-padded sequences.
+
+    The backward direction reads each sequence's valid steps reversed, so
+    it starts at the sequence's true end. Returns `(outputs, finals)` as
+    `_run_unpadded` does.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool, device=inputs.device)
+    directions = []
+    for direction in range(len(params) // 4):
+        direction_inputs = inputs
+        if direction == 1:
+            direction_inputs = generic.reverse_valid_steps(inputs, mask)
+        output, direction_finals = _run_right_padded(
+            fused,
+            params[4 * direction : 4 * direction + 4],
+            direction_inputs,
+            _hx([h[direction : direction + 1] for h in hx]),
+            lengths,
+        )
+        if direction == 1:
+            output = generic.reverse_valid_steps(output, mask)
+        directions.append((output, direction_finals))
+    outputs = torch.cat([output for output, _ in directions], dim=-1)
+    finals = [torch.cat([d[1][i] for d in directions], dim=0) for i in range(len(hx))]
+    # Keras' convention, kept by the generic path: a forward direction
+    # carries its last valid output over the padding.
+    units = directions[0][0].shape[-1]
+    forward = torch.where(
+        mask[..., None], outputs[..., :units], finals[0][0][:, None, :]
+    )
+    return torch.cat([forward, outputs[..., units:]], dim=-1), finals
+
+
+def _stacked_states(initial_states, dtype, device):
+    """PyTorch's initial states: `(directions, batch, units)` per state."""
+    stacked = []
+    for parts in zip(*initial_states):
+        parts = [torch.as_tensor(p, dtype=dtype, device=device) for p in parts]
+        stacked.append(parts[0][None] if len(parts) == 1 else torch.stack(parts))
+    return stacked
+
+
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
     """One layer, one or both directions, in fused calls.
 
     Without padding, both directions run in one fused call. With a
-    right-padded mask each direction runs on its own (the backward one over
-    the sequences' valid steps reversed), see `_run_right_padded`.
+    right-padded mask each direction runs on its own, see
+    `_run_padded_directions`.
 
     Returns `(outputs, final_states)` as `generic.run_layer` does, or `None`
     when the fused calls cannot reproduce it (a mask with holes or an empty
@@ -239,24 +327,11 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         # traced or exported graph would freeze at those of the example
         # input; the caller's step loop handles any mask with tensor ops.
         return None
-    kernel = layer_kernels[0]
-    fused = _FUSED[type(kernel)]
-    lstm = isinstance(kernel, TorchLSTMKernel)
-    bidirectional = len(layer_kernels) == 2
+    fused = _FUSED[type(layer_kernels[0])]
     params = [w for k in layer_kernels for w in k.fused_weights()]
     dtype = params[0].dtype
     inputs = torch.as_tensor(inputs, dtype=dtype, device=params[0].device)
-    # PyTorch stacks initial states as (directions, batch, units) per state.
-    hx = [
-        torch.stack(
-            [
-                torch.as_tensor(state[i], dtype=dtype, device=inputs.device)
-                for state in initial_states
-            ]
-        )
-        for i in range(len(initial_states[0]))
-    ]
-    training = torch.is_grad_enabled()
+    hx = _stacked_states(initial_states, dtype, inputs.device)
     lengths = None
     if mask is not None:
         lengths = _right_padded_lengths(mask)
@@ -265,50 +340,12 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         if int(lengths.min()) == inputs.shape[1]:
             lengths = None  # Nothing is padded.
     if lengths is None:
-        result = fused(
-            inputs,
-            tuple(hx) if lstm else hx[0],
-            params,
-            True,
-            1,
-            0.0,
-            training,
-            bidirectional,
-            True,
-        )
-        outputs, finals = result[0], list(result[1:])
+        bidirectional = len(layer_kernels) == 2
+        outputs, finals = _run_unpadded(fused, inputs, _hx(hx), params, bidirectional)
     else:
-        mask = torch.as_tensor(mask, dtype=torch.bool, device=inputs.device)
-        directions = []
-        for direction in range(len(layer_kernels)):
-            direction_hx = [h[direction : direction + 1] for h in hx]
-            direction_inputs = inputs
-            if direction == 1:
-                direction_inputs = generic.reverse_valid_steps(inputs, mask)
-            output, direction_finals = _run_right_padded(
-                fused,
-                params[4 * direction : 4 * direction + 4],
-                direction_inputs,
-                tuple(direction_hx) if lstm else direction_hx[0],
-                lengths,
-                training,
-            )
-            if direction == 1:
-                output = generic.reverse_valid_steps(output, mask)
-            directions.append((output, direction_finals))
-        outputs = torch.cat([output for output, _ in directions], dim=-1)
-        finals = [
-            torch.cat([d[1][i] for d in directions], dim=0) for i in range(len(hx))
-        ]
-        # Keras' convention, kept by the generic path: a forward direction
-        # carries its last valid output over the padding.
-        units = kernel.units
-        forward = torch.where(
-            mask[..., None],
-            outputs[..., :units],
-            finals[0][0][:, None, :],
+        outputs, finals = _run_padded_directions(
+            fused, params, inputs, hx, lengths, mask
         )
-        outputs = torch.cat([forward, outputs[..., units:]], dim=-1)
     final_states = [
         [f[direction] for f in finals] for direction in range(len(layer_kernels))
     ]
