@@ -185,3 +185,45 @@ def test_decoder_config_round_trip():
     )
     config = decoder.get_config()
     assert RecurrentDecoder.from_config(config).get_config() == config
+
+
+KNOWN_INPUTS = {
+    # (builder, options, training, with ground truth): every decoder input is
+    # known before the first step.
+    "simple_seq2seq": (SimpleSeq2Seq, dict(depth=2), False),
+    "simple_seq2seq_gru": (SimpleSeq2Seq, dict(cell="gru"), False),
+    "seq2seq_teacher_forced": (Seq2Seq, dict(teacher_force=True), True),
+    "seq2seq_layerwise_peek": (
+        Seq2Seq,
+        dict(depth=3, peek=True, inner_broadcast_state=False, teacher_force=True),
+        True,
+    ),
+    "seq2seq_dropout": (Seq2Seq, dict(teacher_force=True, dropout=0.3), True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KNOWN_INPUTS))
+def test_a_decoder_whose_inputs_are_known_runs_fused_layers_only(case):
+    from kseq2seq import ops as kernels
+
+    builder, options, teacher_forced = KNOWN_INPUTS[case]
+    model = builder(input_dim=4, hidden_dim=5, output_length=6, output_dim=3, **options)
+    x, y = _data()
+    inputs = [x, y] if teacher_forced else x
+    with kernels.count_runs() as counts:
+        model(inputs, training=True)
+    layers = model.encoder.depth + model.decoder.depth
+    assert counts == kernels.RunCounts(fused=layers)
+
+
+def test_a_deeper_shared_state_decoder_runs_one_step_loop():
+    from kseq2seq import ops as kernels
+
+    model = Seq2Seq(
+        input_dim=4, hidden_dim=5, output_length=6, output_dim=3, depth=(1, 2),
+        teacher_force=True,
+    )
+    x, y = _data()
+    with kernels.count_runs() as counts:
+        model([x, y], training=True)
+    assert counts == kernels.RunCounts(fused=1, loops=1)
