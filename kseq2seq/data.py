@@ -13,6 +13,8 @@ import json
 import keras
 import numpy as np
 
+from kseq2seq import _validate
+
 
 def one_hot(ids, num_classes):
     """One-hot encodes integer ids: `(...,)` -> `(..., num_classes)` float32.
@@ -33,15 +35,9 @@ def one_hot(ids, num_classes):
 
 
 def _symbols(num_samples, length, num_symbols, seed):
-    for name, value in (
-        ("num_samples", num_samples),
-        ("length", length),
-        ("num_symbols", num_symbols),
-    ):
-        if not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(
-                f"`{name}` must be a positive int. Received: {name}={value!r}"
-            )
+    num_samples = _validate.positive_int("num_samples", num_samples)
+    length = _validate.positive_int("length", length)
+    num_symbols = _validate.positive_int("num_symbols", num_symbols)
     rng = np.random.default_rng(seed)
     return rng.integers(0, num_symbols, size=(num_samples, length))
 
@@ -70,17 +66,6 @@ def copy_task(num_samples, length, num_symbols=10, seed=None):
     """
     x = one_hot(_symbols(num_samples, length, num_symbols, seed), num_symbols)
     return x, x.copy()
-
-
-def _check_int(name, value, minimum, maximum=None):
-    # `bool` is an `int` subclass, but `True` samples is surely a mistake.
-    valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    valid = valid and value >= minimum and (maximum is None or value <= maximum)
-    if not valid:
-        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(
-            f"`{name}` must be an int {bounds}. Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
@@ -139,10 +124,7 @@ class Vocabulary:
     _LEVELS = ("char", "word")
 
     def __init__(self, tokens=None, level="char"):
-        if level not in self._LEVELS:
-            raise ValueError(
-                f"`level` must be one of {self._LEVELS}. Received: level={level!r}"
-            )
+        level = _validate.choice("level", level, self._LEVELS)
         tokens = [] if tokens is None else list(tokens)
         for token in tokens:
             if not isinstance(token, str):
@@ -193,13 +175,10 @@ class Vocabulary:
             >>> Vocabulary.from_texts(["a b b", "c b a"], "word", max_size=5).tokens
             ['b']
         """
-        if level not in cls._LEVELS:
-            raise ValueError(
-                f"`level` must be one of {cls._LEVELS}. Received: level={level!r}"
-            )
+        level = _validate.choice("level", level, cls._LEVELS)
         if max_size is not None:
-            _check_int("max_size", max_size, len(cls._RESERVED_MARKERS))
-        _check_int("min_count", min_count, 1)
+            _validate.integer("max_size", max_size, len(cls._RESERVED_MARKERS))
+        _validate.positive_int("min_count", min_count)
         if isinstance(texts, str):
             raise ValueError(
                 "`texts` must be an iterable of strings, not one string. "
@@ -274,7 +253,7 @@ class Vocabulary:
 
     def id_to_token(self, token_id):
         """The token of an id; reserved ids give "<pad>", "<start>", "<end>", "⁇"."""
-        _check_int("token_id", token_id, 0, len(self) - 1)
+        token_id = _validate.integer("token_id", token_id, 0, len(self) - 1)
         reserved = len(self._RESERVED_MARKERS)
         if token_id < reserved:
             return self._RESERVED_MARKERS[token_id]
@@ -307,7 +286,7 @@ class Vocabulary:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if max_length is not None:
-            _check_int("max_length", max_length, 0)
+            max_length = _validate.non_negative_int("max_length", max_length)
         prefix = [self.START] if add_start else []
         suffix = [self.END] if add_end else []
         rows = [
@@ -525,9 +504,9 @@ def date_task(num_samples, seed=None, min_year=1950, max_year=2049):
             "`date_task` needs the `babel` package: `pip install babel` "
             "(or `pip install kseq2seq[examples]`)."
         ) from error
-    _check_int("num_samples", num_samples, 1)
-    _check_int("min_year", min_year, 1000, 9999)
-    _check_int("max_year", max_year, min_year, 9999)
+    _validate.positive_int("num_samples", num_samples)
+    _validate.integer("min_year", min_year, 1000, 9999)
+    _validate.integer("max_year", max_year, min_year, 9999)
     if max_year - min_year > 99:
         raise ValueError(
             "`max_year` must be at most min_year + 99 so that two-digit years "
@@ -578,9 +557,9 @@ def addition_task(num_samples, digits=3, seed=None, reverse=False):
         ...     q[::-1] for q in addition_task(2, seed=0)[0]]
         True
     """
-    _check_int("num_samples", num_samples, 1)
+    _validate.positive_int("num_samples", num_samples)
     # Beyond 18 digits two numbers would overflow int64 when drawn.
-    _check_int("digits", digits, 1, 18)
+    _validate.integer("digits", digits, 1, 18)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, digits + 1, size=(num_samples, 2))
     low = np.where(lengths == 1, 0, 10 ** (lengths - 1))
