@@ -12,25 +12,10 @@ Keras computes on; nothing here moves data to the CPU except the one boolean
 per step that decides whether to stop early.
 """
 
-import numbers
-
 import keras
 from keras import ops
 
-
-def _check_positive_int(name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-    return int(value)
-
-
-def _check_token(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        expected = "a non-negative int or None" if allow_none else "a non-negative int"
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-    return int(value)
+from kseq2seq import _validate
 
 
 def _check_common(step_fn, start_ids, end_id, max_length, pad_id):
@@ -39,9 +24,9 @@ def _check_common(step_fn, start_ids, end_id, max_length, pad_id):
             "`step_fn` must be a callable `step_fn(ids, state) -> "
             f"(log_probs, new_state)`. Received: step_fn={step_fn!r}"
         )
-    end_id = _check_token("end_id", end_id, allow_none=True)
-    max_length = _check_positive_int("max_length", max_length)
-    pad_id = _check_token("pad_id", pad_id)
+    end_id = _validate.non_negative_int("end_id", end_id, allow_none=True)
+    max_length = _validate.positive_int("max_length", max_length)
+    pad_id = _validate.non_negative_int("pad_id", pad_id)
     ids = ops.convert_to_tensor(start_ids, "int32")
     if len(ids.shape) != 1:
         raise ValueError(
@@ -237,8 +222,8 @@ def beam_search(
     ids, end_id, max_length, pad_id = _check_common(
         step_fn, start_ids, end_id, max_length, pad_id
     )
-    beam_width = _check_positive_int("beam_width", beam_width)
-    num_return_sequences = _check_positive_int(
+    beam_width = _validate.positive_int("beam_width", beam_width)
+    num_return_sequences = _validate.positive_int(
         "num_return_sequences", num_return_sequences
     )
     if num_return_sequences > beam_width:
@@ -247,16 +232,7 @@ def beam_search(
             f"({beam_width}). Received: "
             f"num_return_sequences={num_return_sequences}"
         )
-    if (
-        not isinstance(length_penalty, numbers.Real)
-        or isinstance(length_penalty, bool)
-        or not 0 <= length_penalty < float("inf")
-    ):
-        raise ValueError(
-            "`length_penalty` must be a real number >= 0. "
-            f"Received: length_penalty={length_penalty!r}"
-        )
-    length_penalty = float(length_penalty)
+    length_penalty = _validate.real("length_penalty", length_penalty, minimum=0)
 
     batch = ids.shape[0]
     rows_total = batch * beam_width
