@@ -12,6 +12,8 @@ Keras computes on; nothing here moves data to the CPU except the one boolean
 per step that decides whether to stop early.
 """
 
+import collections
+
 import keras
 from keras import ops
 
@@ -128,12 +130,130 @@ def greedy_search(step_fn, state, start_ids, end_id, max_length, pad_id=0):
     return ids, scores
 
 
-def _length_penalty(lengths, length_penalty, dtype):
-    """GNMT's `lp(L) = ((5 + L) / 6) ** length_penalty`, or `None` for 0."""
+class _Beams(
+    collections.namedtuple("_Beams", ["sequences", "scores", "finished", "lengths"])
+):
+    """The hypotheses of a beam search, `N * beam_width` rows, beam-major.
+
+    `sequences` holds the tokens emitted so far `(rows, steps)`, `scores`
+    their total log-probabilities, `finished` whether each has emitted
+    `end_id`, and `lengths` its tokens up to and including `end_id`.
+    """
+
+    __slots__ = ()
+
+
+def _check_beam_arguments(beam_width, length_penalty, num_return_sequences):
+    beam_width = _validate.positive_int("beam_width", beam_width)
+    num_return_sequences = _validate.positive_int(
+        "num_return_sequences", num_return_sequences
+    )
+    if num_return_sequences > beam_width:
+        raise ValueError(
+            "`num_return_sequences` must be at most `beam_width` "
+            f"({beam_width}). Received: "
+            f"num_return_sequences={num_return_sequences}"
+        )
+    length_penalty = _validate.real("length_penalty", length_penalty, minimum=0)
+    return beam_width, length_penalty, num_return_sequences
+
+
+def _rank(scores, lengths, length_penalty):
+    """`scores / lp(L)`, GNMT's `lp(L) = ((5 + L) / 6) ** length_penalty`."""
     if length_penalty == 0:
-        return None
-    lengths = ops.cast(lengths, dtype)
-    return ops.power((5.0 + lengths) / 6.0, length_penalty)
+        return scores
+    lengths = ops.cast(lengths, scores.dtype)
+    return scores / ops.power((5.0 + lengths) / 6.0, length_penalty)
+
+
+def _rows(beam_indices, beam_width):
+    """The state rows of beams `(N, k)` indexed within their input, flattened."""
+    # Row `i * beam_width` is the first beam of input `i`.
+    first_rows = ops.arange(beam_indices.shape[0], dtype="int32") * beam_width
+    return ops.reshape(first_rows[:, None] + beam_indices, (-1,))
+
+
+def _initial_beams(ids, log_probs, beam_width):
+    """`N * beam_width` empty hypotheses of which only each input's first is alive.
+
+    The beams of an input start identical: expanding them all would fill the
+    beam with copies of one hypothesis. The copies score -inf instead, and
+    lose every top-k against a real candidate.
+    """
+    negative_inf = ops.full_like(log_probs[:, 0], float("-inf"))
+    is_first = ops.equal(ops.arange(ids.shape[0], dtype="int32") % beam_width, 0)
+    return _Beams(
+        sequences=ops.zeros_like(ids)[:, None][:, :0],
+        scores=ops.where(is_first, ops.zeros_like(negative_inf), negative_inf),
+        finished=ops.zeros_like(ids, dtype="bool"),
+        lengths=ops.zeros_like(ids),
+    )
+
+
+def _only_pad_after_end(log_probs, finished, pad_id):
+    """Gives a finished hypothesis one continuation, `pad_id` at log-prob 0.
+
+    It then survives unchanged and competes with the running ones by its
+    final score.
+    """
+    vocab_ids = ops.arange(log_probs.shape[-1], dtype="int32")
+    pad_only = ops.where(
+        ops.equal(vocab_ids, pad_id),
+        ops.zeros_like(log_probs[0]),
+        ops.full_like(log_probs[0], float("-inf")),
+    )
+    return ops.where(finished[:, None], pad_only[None, :], log_probs)
+
+
+def _advance_beams(beams, log_probs, step, beam_width, length_penalty, end_id, pad_id):
+    """Extends every hypothesis by every token and keeps the best per input.
+
+    Returns:
+        `(beams, rows)`: the new hypotheses and, for each, the row of the
+        hypothesis it extends, by which the caller reorders the state.
+    """
+    rows_total, vocab_size = log_probs.shape
+    candidates = beams.scores[:, None] + _only_pad_after_end(
+        log_probs, beams.finished, pad_id
+    )
+    candidate_lengths = ops.where(
+        beams.finished, beams.lengths, ops.full_like(beams.lengths, step + 1)
+    )
+    ranking = _rank(candidates, candidate_lengths[:, None], length_penalty)
+    # Flattened per input, beam-major: index `k * vocab_size + v` is token
+    # `v` after beam `k` of that input.
+    per_input = (rows_total // beam_width, beam_width * vocab_size)
+    _, top = ops.top_k(ops.reshape(ranking, per_input), beam_width)
+    top = ops.cast(top, "int32")
+    scores = ops.take_along_axis(ops.reshape(candidates, per_input), top, axis=1)
+    rows = _rows(top // vocab_size, beam_width)
+    token = ops.reshape(top % vocab_size, (rows_total,))
+    finished = ops.take(beams.finished, rows, axis=0)
+    # A finished hypothesis whose score is -inf (an initial copy) ties on
+    # every token; force the pad it would have chosen otherwise.
+    token = ops.where(finished, ops.full_like(token, pad_id), token)
+    if end_id is not None:
+        finished = ops.logical_or(finished, ops.equal(token, end_id))
+    sequences = ops.concatenate(
+        [ops.take(beams.sequences, rows, axis=0), token[:, None]], axis=1
+    )
+    beams = _Beams(
+        sequences=sequences,
+        scores=ops.reshape(scores, (rows_total,)),
+        finished=finished,
+        lengths=ops.take(candidate_lengths, rows, axis=0),
+    )
+    return beams, rows
+
+
+def _best_hypotheses(beams, beam_width, num_return_sequences, length_penalty):
+    """The `num_return_sequences` best hypotheses of each input, best first."""
+    # `lengths` of a hypothesis still running is the number of steps taken,
+    # which is `max_length` here: the loop only stops early when none runs.
+    ranking = _rank(beams.scores, beams.lengths, length_penalty)
+    _, order = ops.top_k(ops.reshape(ranking, (-1, beam_width)), num_return_sequences)
+    rows = _rows(ops.cast(order, "int32"), beam_width)
+    return ops.take(beams.sequences, rows, axis=0), ops.take(beams.scores, rows, axis=0)
 
 
 def beam_search(
@@ -222,104 +342,27 @@ def beam_search(
     ids, end_id, max_length, pad_id = _check_common(
         step_fn, start_ids, end_id, max_length, pad_id
     )
-    beam_width = _validate.positive_int("beam_width", beam_width)
-    num_return_sequences = _validate.positive_int(
-        "num_return_sequences", num_return_sequences
+    beam_width, length_penalty, num_return_sequences = _check_beam_arguments(
+        beam_width, length_penalty, num_return_sequences
     )
-    if num_return_sequences > beam_width:
-        raise ValueError(
-            "`num_return_sequences` must be at most `beam_width` "
-            f"({beam_width}). Received: "
-            f"num_return_sequences={num_return_sequences}"
-        )
-    length_penalty = _validate.real("length_penalty", length_penalty, minimum=0)
-
     batch = ids.shape[0]
-    rows_total = batch * beam_width
     ids = ops.repeat(ids, beam_width, axis=0)
     state = _map_state(lambda x: ops.repeat(x, beam_width, axis=0), state)
-    # Row `i * beam_width` is the first beam of input `i`; adding it to a
-    # beam index within the input gives the row of that beam.
-    first_rows = ops.arange(batch, dtype="int32")[:, None] * beam_width
-    sequences = None
     for step in range(max_length):
         log_probs, state = step_fn(ids, state)
-        vocab_size = log_probs.shape[-1]
-        negative_inf = ops.full_like(log_probs[:, 0], float("-inf"))
         if step == 0:
-            # The beams of an input start identical: expanding them all
-            # would fill the beam with copies of one hypothesis. Only the
-            # first is alive; the copies score -inf and lose every top-k
-            # against a real candidate.
-            is_first = ops.equal(ops.arange(rows_total, dtype="int32") % beam_width, 0)
-            scores = ops.where(is_first, ops.zeros_like(negative_inf), negative_inf)
-            finished = ops.zeros_like(ids, dtype="bool")
-            lengths = ops.zeros_like(ids)
-        # A finished hypothesis has a single continuation, `pad_id` at
-        # log-probability 0, so it survives unchanged and competes with
-        # the running ones by its final score.
-        pad_only = ops.where(
-            ops.equal(ops.arange(vocab_size, dtype="int32"), pad_id),
-            ops.zeros_like(log_probs[0]),
-            ops.full_like(log_probs[0], float("-inf")),
+            beams = _initial_beams(ids, log_probs, beam_width)
+        beams, rows = _advance_beams(
+            beams, log_probs, step, beam_width, length_penalty, end_id, pad_id
         )
-        log_probs = ops.where(finished[:, None], pad_only[None, :], log_probs)
-        candidates = scores[:, None] + log_probs
-        candidate_lengths = ops.where(
-            finished, lengths, ops.full_like(lengths, step + 1)
-        )
-        ranking = candidates
-        penalty = _length_penalty(candidate_lengths, length_penalty, ranking.dtype)
-        if penalty is not None:
-            ranking = ranking / penalty[:, None]
-        # Flattened per input, beam-major: index `k * vocab_size + v` is
-        # token `v` after beam `k` of that input.
-        _, top = ops.top_k(
-            ops.reshape(ranking, (batch, beam_width * vocab_size)), beam_width
-        )
-        top = ops.cast(top, "int32")
-        scores = ops.reshape(
-            ops.take_along_axis(
-                ops.reshape(candidates, (batch, beam_width * vocab_size)),
-                top,
-                axis=1,
-            ),
-            (rows_total,),
-        )
-        rows = ops.reshape(first_rows + top // vocab_size, (rows_total,))
-        token = ops.reshape(top % vocab_size, (rows_total,))
-        finished = ops.take(finished, rows, axis=0)
-        lengths = ops.take(candidate_lengths, rows, axis=0)
-        # A finished hypothesis whose score is -inf (an initial copy) ties
-        # on every token; force the pad it would have chosen otherwise.
-        token = ops.where(finished, ops.full_like(token, pad_id), token)
-        if end_id is not None:
-            finished = ops.logical_or(finished, ops.equal(token, end_id))
-        if sequences is None:
-            sequences = token[:, None]
-        else:
-            sequences = ops.concatenate(
-                [ops.take(sequences, rows, axis=0), token[:, None]], axis=1
-            )
-        if step == max_length - 1 or (end_id is not None and _all(finished)):
+        if step == max_length - 1 or (end_id is not None and _all(beams.finished)):
             break
         state = _map_state(lambda x: ops.take(x, rows, axis=0), state)
-        ids = token
-
-    ranking = scores
-    # `lengths` of a hypothesis still running is the number of steps taken,
-    # which is `max_length` here: the loop only stops early when none runs.
-    penalty = _length_penalty(lengths, length_penalty, scores.dtype)
-    if penalty is not None:
-        ranking = ranking / penalty
-    _, order = ops.top_k(
-        ops.reshape(ranking, (batch, beam_width)), num_return_sequences
+        ids = beams.sequences[:, -1]
+    sequences, scores = _best_hypotheses(
+        beams, beam_width, num_return_sequences, length_penalty
     )
-    rows = ops.reshape(
-        first_rows + ops.cast(order, "int32"), (batch * num_return_sequences,)
-    )
-    sequences = _pad_to(ops.take(sequences, rows, axis=0), max_length, pad_id)
-    scores = ops.take(scores, rows, axis=0)
+    sequences = _pad_to(sequences, max_length, pad_id)
     if num_return_sequences == 1:
         return sequences, scores
     return (
