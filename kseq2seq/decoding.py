@@ -1,6 +1,6 @@
-"""Greedy and beam search over any step function.
+"""Greedy search, sampling and beam search over any step function.
 
-Both searches only see a step function `step_fn(ids, state) ->
+The searches only see a step function `step_fn(ids, state) ->
 (log_probs, new_state)`, so any decoder can plug in by writing one: `ids`
 is an int32 tensor `(N,)` of the previous tokens, `state` a nested structure
 (list, tuple or dict, possibly nested, possibly holding `None`) of tensors
@@ -13,11 +13,15 @@ per step that decides whether to stop early.
 """
 
 import collections
+import math
 
 import keras
 from keras import ops
 
 from kseq2seq import _validate
+
+# `_validate.real` takes an inclusive minimum; `>= _SMALLEST` is `> 0`.
+_SMALLEST = math.ulp(0.0)
 
 
 def _check_common(step_fn, start_ids, end_id, max_length, pad_id):
@@ -104,11 +108,26 @@ def greedy_search(step_fn, state, start_ids, end_id, max_length, pad_id=0):
     ids, end_id, max_length, pad_id = _check_common(
         step_fn, start_ids, end_id, max_length, pad_id
     )
+    return _decode_token_by_token(
+        step_fn, state, ids, end_id, max_length, pad_id, _most_probable
+    )
+
+
+def _most_probable(log_probs):
+    token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
+    return token, ops.max(log_probs, axis=-1)
+
+
+def _decode_token_by_token(step_fn, state, ids, end_id, max_length, pad_id, choose):
+    """The loop of greedy search and sampling, which differ in `choose`.
+
+    `choose(log_probs)` returns the next token of every row, int32 `(N,)`,
+    and its log-probability `(N,)`, read from `log_probs`.
+    """
     emitted = []
     for step in range(max_length):
         log_probs, state = step_fn(ids, state)
-        token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
-        token_log_prob = ops.max(log_probs, axis=-1)
+        token, token_log_prob = choose(log_probs)
         if step == 0:
             # Created from the first output so that they share its device
             # and dtype, whatever the step function computes in.
@@ -128,6 +147,146 @@ def greedy_search(step_fn, state, start_ids, end_id, max_length, pad_id=0):
         ids = token
     ids = _pad_to(ops.stack(emitted, axis=1), max_length, pad_id)
     return ids, scores
+
+
+def sample_search(
+    step_fn,
+    state,
+    start_ids,
+    end_id,
+    max_length,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    seed=None,
+    pad_id=0,
+):
+    """Draws every token at random from the step function's distribution.
+
+    Batched ancestral sampling: at every step each row draws its next token
+    from `softmax(log_probs / temperature)`, restricted to the `top_k` most
+    probable tokens and then to the nucleus of probability `top_p` (Holtzman
+    et al., 2020) when they are given. End and pad handling, the early stop
+    and the returned scores are those of `greedy_search`.
+
+    Args:
+        step_fn: callable `step_fn(ids, state) -> (log_probs, new_state)`,
+            as for `greedy_search`.
+        state: the initial state, passed to the first call of `step_fn`.
+        start_ids: int tensor or array `(N,)`, the tokens fed at the first
+            step.
+        end_id: int or `None`. A sequence that emits `end_id` is finished:
+            `end_id` is kept in the output, every later position is `pad_id`
+            (which is also what `step_fn` is fed for it), and its score
+            stops changing. `None` never finishes a sequence early.
+        max_length: positive int, the number of steps at most. The search
+            stops early once every sequence has finished.
+        temperature: real > 0. The log-probabilities are divided by it
+            before sampling: below 1 sharpens the distribution (towards
+            greedy search), above 1 flattens it.
+        top_k: positive int or `None`. Only the `top_k` most probable tokens
+            can be drawn (all of them if `top_k` is at least the vocabulary
+            size). `None` for no limit.
+        top_p: real in (0, 1] or `None`. Only the smallest set of most
+            probable tokens whose total probability reaches `top_p` can be
+            drawn; the most probable token always can. Computed after the
+            temperature and after `top_k`, on the probabilities renormalized
+            over the tokens `top_k` keeps. `None` (or 1) for no limit.
+        seed: int in [0, 2**31 - 1] or `None`. The same seed draws the same
+            tokens (on the same device); `None` draws a fresh seed.
+        pad_id: non-negative int, the token after the end of a sequence.
+
+    Returns:
+        `(ids, scores)`: `ids` an int32 tensor `(N, max_length)`, padded
+        with `pad_id` after the end; `scores` a float tensor `(N,)` of the
+        dtype of `log_probs`, the sum of the log-probabilities `step_fn`
+        gave the drawn tokens up to and including `end_id` (before the
+        temperature and the filtering).
+
+    Example:
+
+        >>> from kseq2seq.decoding import sample_search
+        >>> # Token 0 pads, 1 ends; row `i` holds the next-token
+        >>> # log-probabilities after token `i`.
+        >>> table = np.log(np.array(
+        ...     [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3]], "float32"))
+        >>> def step_fn(ids, state):
+        ...     return keras.ops.take(table, ids, axis=0), state
+        >>> start = np.zeros((8,), "int32")
+        >>> ids, scores = sample_search(step_fn, None, start, end_id=1,
+        ...                             max_length=5, seed=42)
+        >>> tuple(ids.shape), tuple(scores.shape)
+        ((8, 5), (8,))
+        >>> again, _ = sample_search(step_fn, None, start, end_id=1,
+        ...                          max_length=5, seed=42)
+        >>> bool(keras.ops.all(ids == again))
+        True
+        >>> # Half the probability is reached by one token after 0 and after
+        >>> # 2, so with `top_p=0.5` sampling follows the greedy path.
+        >>> ids, scores = sample_search(step_fn, None, np.array([0, 2]),
+        ...                             end_id=1, max_length=4, top_p=0.5)
+        >>> keras.ops.convert_to_numpy(ids)
+        array([[2, 1, 0, 0],
+               [1, 0, 0, 0]], dtype=int32)
+        >>> np.round(keras.ops.convert_to_numpy(scores), 3)  # log(.7*.6), log(.6)
+        array([-0.868, -0.511], dtype=float32)
+    """
+    ids, end_id, max_length, pad_id = _check_common(
+        step_fn, start_ids, end_id, max_length, pad_id
+    )
+    temperature = _validate.real(
+        "temperature", temperature, minimum=_SMALLEST, expected="a real number > 0"
+    )
+    top_k = _validate.positive_int("top_k", top_k, allow_none=True)
+    if top_p is not None:
+        top_p = _validate.real(
+            "top_p", top_p, _SMALLEST, 1, expected="a real number in (0, 1] or None"
+        )
+    seed = _validate.integer("seed", seed, 0, 2**31 - 1, allow_none=True)
+    choose = _sampler(temperature, top_k, top_p, keras.random.SeedGenerator(seed))
+    return _decode_token_by_token(
+        step_fn, state, ids, end_id, max_length, pad_id, choose
+    )
+
+
+def _sampler(temperature, top_k, top_p, seed_generator):
+    """The `choose` of `_decode_token_by_token` that samples."""
+
+    def choose(log_probs):
+        # Shifted so that the most probable token has logit 0: a tiny
+        # temperature then sends the others to -inf, never all of them.
+        logits = log_probs - ops.max(log_probs, axis=-1, keepdims=True)
+        logits, token_ids = _most_probable_logits(logits / temperature, top_k, top_p)
+        drawn = keras.random.categorical(logits, 1, dtype="int32", seed=seed_generator)
+        if token_ids is not None:
+            drawn = ops.take_along_axis(token_ids, drawn, axis=-1)
+        return drawn[:, 0], ops.take_along_axis(log_probs, drawn, axis=-1)[:, 0]
+
+    return choose
+
+
+def _most_probable_logits(logits, top_k, top_p):
+    """The logits of the tokens `top_k` and `top_p` keep, and their ids.
+
+    Returns:
+        `(logits, ids)`: without a limit, the logits unchanged and `None`.
+        Otherwise `(N, k)` logits sorted in descending order, -inf for the
+        tokens outside the nucleus, and `(N, k)` int32 ids of their tokens.
+    """
+    vocab_size = logits.shape[-1]
+    nucleus = top_p is not None and top_p < 1
+    if top_k is None or top_k >= vocab_size:
+        if not nucleus:
+            return logits, None
+        top_k = vocab_size
+    logits, ids = ops.top_k(logits, top_k, sorted=True)
+    if nucleus:
+        probs = ops.softmax(logits, axis=-1)
+        # The probability of the more probable tokens: 0 for the first, so
+        # the nucleus is never empty.
+        before = ops.cumsum(probs, axis=-1) - probs
+        logits = ops.where(before < top_p, logits, ops.full_like(logits, float("-inf")))
+    return logits, ops.cast(ids, "int32")
 
 
 class _Beams(
