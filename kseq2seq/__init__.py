@@ -4,7 +4,6 @@ from kseq2seq._backend import select_torch_backend
 
 select_torch_backend()
 
-from kseq2seq.data import Vocabulary  # noqa: E402
 from kseq2seq.layers import BahdanauAttention  # noqa: E402
 from kseq2seq.layers import RecurrentDecoder  # noqa: E402
 from kseq2seq.layers import RecurrentEncoder  # noqa: E402
@@ -14,6 +13,7 @@ from kseq2seq.models import Seq2Seq  # noqa: E402
 from kseq2seq.models import Seq2SeqModel  # noqa: E402
 from kseq2seq.models import SimpleSeq2Seq  # noqa: E402
 from kseq2seq.version import __version__  # noqa: E402
+from kseq2seq.vocabulary import Vocabulary  # noqa: E402
 
 __all__ = [
     "AttentionSeq2Seq",

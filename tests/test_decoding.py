@@ -1,14 +1,16 @@
-"""Greedy and beam search, checked on hand-made step functions."""
+"""Greedy search, sampling and beam search, checked on hand-made step functions."""
 
 import itertools
 
 import keras
 import numpy as np
 import pytest
+import scipy.stats
 from keras import ops
 
 from kseq2seq.decoding import beam_search
 from kseq2seq.decoding import greedy_search
+from kseq2seq.decoding import sample_search
 
 to_numpy = ops.convert_to_numpy
 
@@ -544,7 +546,7 @@ def constant_step(ids, state):
         (dict(step_fn="not callable"), "step_fn"),
     ],
 )
-@pytest.mark.parametrize("search", [greedy_search, beam_search])
+@pytest.mark.parametrize("search", [greedy_search, beam_search, sample_search])
 def test_bad_arguments_raise(search, kwargs, name):
     arguments = dict(
         step_fn=constant_step,
@@ -573,3 +575,275 @@ def test_bad_arguments_raise(search, kwargs, name):
 def test_bad_beam_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}` must be .*Received: {name}"):
         beam_search(constant_step, None, np.zeros((2,), "int32"), END, 3, **kwargs)
+
+
+# 10. Sampling.
+
+
+def numpy_sampling_probabilities(log_probs, temperature=1.0, top_k=None, top_p=None):
+    """The distribution `sample_search` draws from, recomputed in float64."""
+    logits = np.asarray(log_probs, "float64") / temperature
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities, kind="stable")
+    if top_k is not None:
+        probabilities[order[top_k:]] = 0.0
+        probabilities /= probabilities.sum()
+    if top_p is not None:
+        cumulative = np.cumsum(probabilities[order])
+        assert not np.isclose(cumulative, top_p, atol=1e-5).any(), "too close to call"
+        # The smallest number of most probable tokens whose total reaches top_p.
+        size = min(int(np.searchsorted(cumulative, top_p)) + 1, len(order))
+        probabilities[order[size:]] = 0.0
+        probabilities /= probabilities.sum()
+    return probabilities
+
+
+@pytest.mark.parametrize("end_id", [None, END])
+def test_sampling_with_top_k_of_one_is_greedy_search(end_id):
+    model = ToyRNN(seed=3)
+    h = model.initial_state(5)
+    start = np.array([0, 2, 3, 4, 5])
+    greedy_ids, greedy_scores = greedy_search(model, h, start, end_id, 8)
+    ids, scores = sample_search(model, h, start, end_id, 8, top_k=1, seed=0)
+    np.testing.assert_array_equal(to_numpy(ids), to_numpy(greedy_ids))
+    np.testing.assert_array_equal(to_numpy(scores), to_numpy(greedy_scores))
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_search():
+    model = ToyRNN(seed=3)
+    h = model.initial_state(6, seed=3)
+    start = np.array([0, 2, 3, 4, 5, 1])
+    # No near-tie on the greedy path, so a temperature of 1e-4 leaves the
+    # runner-up a probability below exp(-30).
+    for i in range(6):
+        state, token = h[i], start[i]
+        for _ in range(8):
+            log_probs, state = model.numpy_step(token, state)
+            runner_up, best = np.sort(log_probs)[-2:]
+            assert best - runner_up > 3e-3
+            token = int(np.argmax(log_probs))
+    ids, scores = sample_search(model, h, start, END, 8, temperature=1e-4, seed=0)
+    greedy_ids, greedy_scores = greedy_search(model, h, start, END, 8)
+    np.testing.assert_array_equal(to_numpy(ids), to_numpy(greedy_ids))
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(greedy_scores), rtol=1e-6)
+
+
+SAMPLES = 20000
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p",
+    [
+        (1.0, None, None),
+        (0.5, None, None),
+        (2.0, None, None),
+        (1.0, 3, None),
+        (1.0, None, 0.8),
+        (1.5, 4, 0.85),
+    ],
+)
+def test_first_tokens_follow_the_tempered_and_filtered_distribution(
+    temperature, top_k, top_p
+):
+    probabilities = [0.04, 0.08, 0.12, 0.16, 0.25, 0.35]
+    log_table = normalized_log(np.tile(probabilities, (1, 6, 1)))
+    step_fn = TableStep(log_table)
+    ids, scores = sample_search(
+        step_fn,
+        step_fn.initial_state(SAMPLES),
+        np.full((SAMPLES,), PAD),
+        None,
+        1,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=1,
+    )
+    first = to_numpy(ids)[:, 0]
+    expected = numpy_sampling_probabilities(
+        log_table[0, PAD], temperature, top_k, top_p
+    )
+    counts = np.bincount(first, minlength=6)
+    support = expected > 0
+    assert counts[~support].sum() == 0
+    assert support.sum() > 1
+    _, p_value = scipy.stats.chisquare(counts[support], SAMPLES * expected[support])
+    assert p_value > 0.001, (counts, SAMPLES * expected)
+    # Scores are the step function's log-probabilities, untempered.
+    np.testing.assert_allclose(to_numpy(scores), log_table[0, PAD, first], rtol=1e-6)
+
+
+def test_each_token_is_drawn_given_the_one_before():
+    vocab = 6
+    log_table = normalized_log(
+        np.random.default_rng(0).uniform(0.1, 1.0, size=(2, vocab, vocab))
+    )
+    step_fn = TableStep(log_table)
+    ids, scores = sample_search(
+        step_fn,
+        step_fn.initial_state(SAMPLES),
+        np.full((SAMPLES,), PAD),
+        None,
+        2,
+        seed=2,
+    )
+    ids = to_numpy(ids)
+    joint = np.exp(log_table[0, PAD][:, None] + log_table[1]).astype("float64")
+    counts = np.bincount(ids[:, 0] * vocab + ids[:, 1], minlength=vocab * vocab)
+    expected = SAMPLES * joint.ravel() / joint.sum()
+    _, p_value = scipy.stats.chisquare(counts, expected)
+    assert p_value > 0.001
+    np.testing.assert_allclose(
+        to_numpy(scores),
+        log_table[0, PAD, ids[:, 0]] + log_table[1, ids[:, 0], ids[:, 1]],
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p",
+    [
+        (1.0, 3, None),
+        (1.0, None, 0.6),
+        (2.0, None, 0.9),
+        (0.7, 5, 0.8),
+    ],
+)
+def test_sampling_never_leaves_the_top_k_or_the_nucleus(temperature, top_k, top_p):
+    steps, vocab, batch = 4, 8, 3000
+    log_table = normalized_log(
+        np.random.default_rng(1).uniform(0.05, 1.0, size=(steps, vocab, vocab))
+    )
+    allowed = np.array(
+        [
+            [
+                numpy_sampling_probabilities(row, temperature, top_k, top_p) > 0
+                for row in log_table[step]
+            ]
+            for step in range(steps)
+        ]
+    )
+    assert not allowed.all(), "the filter must leave tokens out"
+    step_fn = TableStep(log_table)
+    ids, _ = sample_search(
+        step_fn,
+        step_fn.initial_state(batch),
+        np.full((batch,), PAD),
+        None,
+        steps,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=3,
+    )
+    ids = to_numpy(ids)
+    previous = np.concatenate([np.full((batch, 1), PAD), ids[:, :-1]], axis=1)
+    assert allowed[np.arange(steps), previous, ids].all()
+    # Not too few either: from the common start every allowed token shows up.
+    np.testing.assert_array_equal(np.unique(ids[:, 0]), np.flatnonzero(allowed[0, PAD]))
+
+
+def test_no_limit_is_the_same_as_limits_that_keep_every_token():
+    model = ToyRNN(seed=4)
+    h = model.initial_state(32, seed=4)
+    start = np.full((32,), 2)
+    ids, scores = sample_search(model, h, start, END, 8, seed=5)
+    same_ids, same_scores = sample_search(
+        model, h, start, END, 8, top_k=model.vocab + 10, top_p=1.0, seed=5
+    )
+    np.testing.assert_array_equal(to_numpy(same_ids), to_numpy(ids))
+    np.testing.assert_array_equal(to_numpy(same_scores), to_numpy(scores))
+
+
+def test_the_seed_decides_the_draws():
+    model = ToyRNN(seed=4)
+    h = model.initial_state(64, seed=4)
+    start = np.full((64,), 2)
+
+    def sample(seed):
+        ids, scores = sample_search(model, h, start, END, 8, temperature=1.5, seed=seed)
+        return to_numpy(ids), to_numpy(scores)
+
+    ids, scores = sample(7)
+    again_ids, again_scores = sample(7)
+    other_ids, _ = sample(8)
+    np.testing.assert_array_equal(again_ids, ids)
+    np.testing.assert_array_equal(again_scores, scores)
+    assert not np.array_equal(other_ids, ids)
+    assert ids.dtype == np.int32 and ids.shape == (64, 8)
+    # The draws do vary from row to row.
+    assert len({tuple(row) for row in ids}) > 10
+
+
+@pytest.mark.parametrize("pad_id", [0, 3])
+def test_sampling_ends_and_pads_as_greedy_search(pad_id):
+    vocab, batch, max_length = 5, 300, 12
+    table = np.random.default_rng(4).uniform(0.2, 1.0, size=(4, vocab, vocab))
+    table[:, :, END] = 4.0
+    log_table = normalized_log(table)
+    table_step = TableStep(log_table)
+    fed = []
+
+    def step_fn(ids, state):
+        fed.append(to_numpy(ids))
+        return table_step(ids, state)
+
+    start = np.random.default_rng(5).integers(2, vocab, size=batch)
+    ids, scores = sample_search(
+        step_fn,
+        table_step.initial_state(batch),
+        start,
+        END,
+        max_length,
+        pad_id=pad_id,
+        seed=6,
+    )
+    ids, scores = to_numpy(ids), to_numpy(scores)
+    lengths = []
+    for i, row in enumerate(ids):
+        ends = np.flatnonzero(row == END)
+        assert ends.size, "every row ends here"
+        length = ends[0] + 1
+        lengths.append(length)
+        assert (row[length:] == pad_id).all()
+        previous = [start[i], *row[: length - 1]]
+        expected = sum(log_table[min(t, 3), previous[t], row[t]] for t in range(length))
+        np.testing.assert_allclose(scores[i], expected, rtol=1e-5)
+        # Each row is fed its previous token, so the pad once it has ended.
+        fed_to_row = [fed[t][i] for t in range(len(fed))]
+        np.testing.assert_array_equal(fed_to_row, [start[i], *row[: len(fed) - 1]])
+    # The search stops once the longest row has ended.
+    assert len(fed) == max(lengths) < max_length
+
+    every_step = TableStep(log_table)
+    sample_search(every_step, every_step.initial_state(4), start[:4], None, 9, seed=0)
+    assert every_step.calls == 9
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(temperature=0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(temperature="1"), "temperature"),
+        (dict(temperature=True), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_k=2.0), "top_k"),
+        (dict(top_k=True), "top_k"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=-0.1), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(top_p="0.5"), "top_p"),
+        (dict(top_p=float("nan")), "top_p"),
+        (dict(seed=-1), "seed"),
+        (dict(seed=1.5), "seed"),
+        (dict(seed="0"), "seed"),
+        (dict(seed=2**31), "seed"),
+    ],
+)
+def test_bad_sampling_arguments_raise(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}` must be .*Received: {name}"):
+        sample_search(constant_step, None, np.zeros((2,), "int32"), END, 3, **kwargs)

@@ -11,11 +11,11 @@ import pytest
 from kseq2seq import AttentionSeq2Seq
 from kseq2seq import Seq2Seq
 from kseq2seq import SimpleSeq2Seq
-from kseq2seq.data import Vocabulary
 from kseq2seq.data import addition_task
 from kseq2seq.data import copy_task
 from kseq2seq.data import date_task
 from kseq2seq.data import reverse_task
+from kseq2seq.vocabulary import Vocabulary
 
 pytestmark = pytest.mark.slow
 
