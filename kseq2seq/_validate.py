@@ -58,18 +58,28 @@ def boolean(name, value):
     return bool(value)
 
 
-def real(name, value, minimum=None, maximum=None, include_maximum=True, expected=None):
-    """`value` as a finite float in `[minimum, maximum]` (or `[minimum, maximum)`)."""
+def real(
+    name,
+    value,
+    minimum=None,
+    maximum=None,
+    include_minimum=True,
+    include_maximum=True,
+    expected=None,
+):
+    """`value` as a finite float between `minimum` and `maximum`, each bound
+    included unless `include_minimum` or `include_maximum` says otherwise."""
     valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    valid = valid and np.isfinite(value)
-    valid = valid and (minimum is None or value >= minimum)
-    if maximum is not None and valid:
+    valid = valid and bool(np.isfinite(value))
+    if valid and minimum is not None:
+        valid = value >= minimum if include_minimum else value > minimum
+    if valid and maximum is not None:
         valid = value <= maximum if include_maximum else value < maximum
     if not valid:
         if expected is None:
             expected = "a real number"
             if minimum is not None:
-                expected += f" >= {minimum}"
+                expected += f" {'>=' if include_minimum else '>'} {minimum}"
             if maximum is not None:
                 expected += f" {'<=' if include_maximum else '<'} {maximum}"
         raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")

@@ -13,15 +13,11 @@ per step that decides whether to stop early.
 """
 
 import collections
-import math
 
 import keras
 from keras import ops
 
 from kseq2seq import _validate
-
-# `_validate.real` takes an inclusive minimum; `>= _SMALLEST` is `> 0`.
-_SMALLEST = math.ulp(0.0)
 
 
 def _check_common(step_fn, start_ids, end_id, max_length, pad_id):
@@ -235,12 +231,17 @@ def sample_search(
         step_fn, start_ids, end_id, max_length, pad_id
     )
     temperature = _validate.real(
-        "temperature", temperature, minimum=_SMALLEST, expected="a real number > 0"
+        "temperature", temperature, minimum=0, include_minimum=False
     )
     top_k = _validate.positive_int("top_k", top_k, allow_none=True)
     if top_p is not None:
         top_p = _validate.real(
-            "top_p", top_p, _SMALLEST, 1, expected="a real number in (0, 1] or None"
+            "top_p",
+            top_p,
+            0,
+            1,
+            include_minimum=False,
+            expected="a real number in (0, 1] or None",
         )
     seed = _validate.integer("seed", seed, 0, 2**31 - 1, allow_none=True)
     choose = _sampler(temperature, top_k, top_p, keras.random.SeedGenerator(seed))
