@@ -227,3 +227,19 @@ def test_a_deeper_shared_state_decoder_runs_one_step_loop():
     with kernels.count_runs() as counts:
         model([x, y], training=True)
     assert counts == kernels.RunCounts(fused=1, loops=1)
+
+
+def test_attention_keys_are_projected_once_per_sequence(monkeypatch):
+    model = AttentionSeq2Seq(input_dim=4, hidden_dim=5, output_length=6, output_dim=3)
+    attention = model.decoder.attention
+    calls = []
+    original = attention.project_keys
+
+    def counting(memory):
+        calls.append(memory.shape)
+        return original(memory)
+
+    monkeypatch.setattr(attention, "project_keys", counting)
+    x, _ = _data()
+    model(x)
+    assert len(calls) == 1  # Not once per output step.
