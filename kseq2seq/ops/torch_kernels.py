@@ -311,6 +311,24 @@ def _stacked_states(initial_states, dtype, device):
 
 
 def run_layer(layer_kernels, inputs, initial_states, mask=None):
+    """One layer, one or both directions, in fused calls; see `_run_layer`.
+
+    Under `torch.compile` (Keras' `jit_compile=True`) the fused call runs
+    eagerly with the compiled graph broken around it: TorchDynamo cannot
+    trace oneDNN's fused RNN (`aten.mkldnn_rnn_layer` fails on its fake
+    tensors), and the fused kernel is what makes the layer fast anyway.
+    """
+    if _compiling() and not _exporting():
+        return _run_layer_eagerly(layer_kernels, inputs, initial_states, mask)
+    return _run_layer(layer_kernels, inputs, initial_states, mask)
+
+
+def _compiling():
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling is not None and is_compiling())
+
+
+def _run_layer(layer_kernels, inputs, initial_states, mask=None):
     """One layer, one or both directions, in fused calls.
 
     Without padding, both directions run in one fused call. With a
@@ -350,3 +368,6 @@ def run_layer(layer_kernels, inputs, initial_states, mask=None):
         [f[direction] for f in finals] for direction in range(len(layer_kernels))
     ]
     return outputs, final_states
+
+
+_run_layer_eagerly = torch.compiler.disable(_run_layer)
