@@ -1,14 +1,17 @@
 """Draws the benchmark's training-time ratios for the Performance page.
 
 Reads the JSON report of `speed.py` and draws, for every model and size,
-kseq2seq's time per training epoch relative to hand-written PyTorch and to
-stock Keras layers (below 1: kseq2seq is faster). Run from the repository root:
+kseq2seq's median time per training epoch relative to each peer's: the
+PyTorch twin (and the tutorial attention), the twin trained by Keras' `fit`,
+and stock Keras layers (below 1: kseq2seq is faster). Run from the
+repository root:
 
     python benchmarks/plot.py  # results/speed.json -> docs/img/performance.png
 """
 
 import argparse
 import json
+import textwrap
 
 import matplotlib
 
@@ -17,12 +20,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-BUILDERS = {
-    "simple": "SimpleSeq2Seq",
-    "seq2seq": "Seq2Seq\n(peek, teacher forcing)",
-    "attention": "AttentionSeq2Seq\n(teacher forcing)",
-    "tokens": "Seq2Seq tokens",
-}
+METRIC = "train_epoch_s"
+
+
+def training_ratios(rows, peer):
+    """kseq2seq's median over `peer`'s, per row; `None` where it has none."""
+    ratios = (r[METRIC]["ratios"].get(f"kseq2seq/{peer}") for r in rows)
+    return [None if ratio is None else ratio["median"] for ratio in ratios]
+
+
+def draw_size(ax, rows, peers, labels):
+    """One group of bars per model, one bar per peer."""
+    positions = np.arange(len(rows))
+    width = 0.8 / len(peers)
+    for index, peer in enumerate(peers):
+        values = training_ratios(rows, peer)
+        offset = (index - (len(peers) - 1) / 2) * width
+        heights = [np.nan if v is None else v for v in values]
+        bars = ax.bar(positions + offset, heights, width=width, label=labels[peer])
+        for bar, value in zip(bars, values):
+            if value is not None:
+                x = bar.get_x() + bar.get_width() / 2
+                ax.text(x, value + 0.02, f"{value:.2f}", ha="center", fontsize=6)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    names = [textwrap.fill(r["label"], 18, break_long_words=False) for r in rows]
+    ax.set_xticks(positions, names, fontsize=7)
+    ax.set_title(
+        f"{rows[0]['size']}: hidden {rows[0]['hidden']}, depth {rows[0]['depth']}"
+    )
 
 
 def main():
@@ -32,46 +57,33 @@ def main():
     args = parser.parse_args()
     with open(args.report) as file:
         report = json.load(file)
-    results = report["results"]
-    sizes = sorted({r["size"] for r in results}, key=["small", "medium"].index)
-    peers = (
-        ("kseq2seq/pytorch", "hand-written PyTorch"),
-        ("kseq2seq/keras", "stock Keras layers"),
-    )
+    results, labels = report["results"], report["contenders"]
+    peers = [
+        name
+        for name in labels
+        if name != "kseq2seq" and any(name in r[METRIC]["median"] for r in results)
+    ]
+    sizes = list(dict.fromkeys(r["size"] for r in results))
     figure, axes = plt.subplots(
-        1, len(sizes), figsize=(5.5 * len(sizes), 4), sharey=True
+        1, len(sizes), figsize=(7 * len(sizes), 4.5), sharey=True, squeeze=False
     )
-    axes = np.atleast_1d(axes)
-    for ax, size in zip(axes, sizes):
-        rows = [r for r in results if r["size"] == size]
-        positions = np.arange(len(rows))
-        for offset, (key, label) in zip((-0.2, 0.2), peers):
-            values = [r["ratios"]["train_epoch_s"][key] for r in rows]
-            heights = [np.nan if v is None else v for v in values]
-            bars = ax.bar(positions + offset, heights, width=0.4, label=f"vs {label}")
-            for bar, value in zip(bars, values):
-                text = "n/a" if value is None else f"{value:.2f}"
-                y = 0.02 if value is None else value + 0.02
-                ax.text(
-                    bar.get_x() + bar.get_width() / 2, y, text, ha="center", fontsize=8
-                )
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        tallest = max(
-            v for r in rows for v in r["ratios"]["train_epoch_s"].values() if v
-        )
-        ax.set_ylim(0, max(1.2, tallest) * 1.3)
-        ax.set_xticks(positions, [BUILDERS[r["builder"]] for r in rows], fontsize=8)
-        hidden, depth = rows[0]["hidden"], rows[0]["depth"]
-        ax.set_title(f"{size}: hidden {hidden}, depth {depth}")
-    axes[0].set_ylabel("kseq2seq time per epoch / peer's")
-    axes[0].legend(loc="upper left", fontsize=8)
+    for ax, size in zip(axes[0], sizes):
+        draw_size(ax, [r for r in results if r["size"] == size], peers, labels)
+    tallest = max(
+        (v for peer in peers for v in training_ratios(results, peer) if v), default=1
+    )
+    axes[0][0].set_ylim(0, max(1.2, tallest) * 1.15)
+    axes[0][0].set_ylabel("kseq2seq time per epoch / peer's")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncols=len(peers), fontsize=8)
     env = report["environment"]
+    machine = env["gpu"] or f"{env['cpu_count']} CPUs"
     figure.suptitle(
-        f"Training time relative to peers (below 1: kseq2seq is faster); "
-        f"{env['device']}, {env['cpu_count']} CPUs, torch {env['torch']}",
+        "Training time relative to peers, medians (below 1: kseq2seq is faster)\n"
+        f"{env['device']} ({machine}), torch {env['torch']}, keras {env['keras']}",
         fontsize=10,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(args.output, dpi=120)
     print(f"wrote {args.output}")
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import twins
 from kseq2seq import AttentionSeq2Seq
 from kseq2seq import RecurrentDecoder
 from kseq2seq import Seq2Seq
@@ -111,13 +112,8 @@ def test_simple_seq2seq_decoder_is_an_lstm_over_the_repeated_context():
     _, context, _ = model.encoder(x)
     context = to_numpy(context)
 
-    kernel, recurrent_kernel, bias = model.decoder.cells[0].get_weights()
     lstm = torch.nn.LSTM(5, 5, batch_first=True)
-    with torch.no_grad():
-        lstm.weight_ih_l0.copy_(torch.as_tensor(kernel.T))
-        lstm.weight_hh_l0.copy_(torch.as_tensor(recurrent_kernel.T))
-        lstm.bias_ih_l0.copy_(torch.as_tensor(bias))
-        lstm.bias_hh_l0.zero_()
+    twins.copy_lstm(model.decoder.cells, lstm)
     repeated = torch.as_tensor(np.repeat(context[:, None], 6, axis=1))
     hidden = lstm(repeated)[0].detach().numpy()
     head_kernel, head_bias = model.decoder.head.get_weights()

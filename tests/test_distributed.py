@@ -16,6 +16,7 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+import cases  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -24,15 +25,9 @@ from torch import distributed  # noqa: E402
 
 from kseq2seq import AttentionSeq2Seq  # noqa: E402
 from kseq2seq import Seq2Seq  # noqa: E402
-from kseq2seq import SimpleSeq2Seq  # noqa: E402
 from kseq2seq.distributed import train_step  # noqa: E402
 from kseq2seq.distributed import wrap  # noqa: E402
 
-BUILDERS = {
-    "simple": SimpleSeq2Seq,
-    "seq2seq": Seq2Seq,
-    "attention": AttentionSeq2Seq,
-}
 VOCAB = 9
 VECTOR = dict(input_dim=3, output_dim=4, output_length=4, hidden_dim=6)
 TOKENS = dict(
@@ -65,35 +60,45 @@ def _data(tokens, batch, seed=0, padded=True):
 # ---------------------------------------------------------------------------
 
 MODES = [
-    ("simple", {}),
-    ("simple", {"depth": (2, 3), "bidirectional": True, "cell": "gru"}),
-    ("simple", {"dropout": 0.2, "reverse_input": True, "cell": "simple_rnn"}),
-    ("seq2seq", {}),
-    ("seq2seq", {"teacher_force": True}),
-    ("seq2seq", {"teacher_force": True, "scheduled_sampling": 0.5}),
-    ("seq2seq", {"teacher_force": True, "peek": True, "depth": (2, 3)}),
-    ("seq2seq", {"depth": (2, 3), "inner_broadcast_state": False}),
-    ("seq2seq", {"bidirectional": True, "bridge": "dense", "cell": "gru"}),
-    ("seq2seq", {"broadcast_state": False, "peek": True, "dropout": 0.2}),
-    ("seq2seq", {"bridge": None, "peek": True, "teacher_force": True}),
-    ("attention", {}),
-    ("attention", {"teacher_force": True}),
-    ("attention", {"teacher_force": True, "scheduled_sampling": 0.5}),
-    ("attention", {"depth": 2, "bridge": "concat", "teacher_force": True}),
-    ("attention", {"bidirectional": False, "bridge": "dense", "cell": "gru"}),
-    ("attention", {"dropout": 0.2, "reverse_input": True}),
+    "simple",
+    "simple_deeper_decoder_bidirectional_gru",
+    "simple_rnn_dropout_reversed",
+    "seq2seq",
+    "seq2seq_teacher_forced",
+    "seq2seq_sampling",
+    "seq2seq_peek_teacher_forced_deeper_decoder",
+    "seq2seq_per_layer_deeper_decoder",
+    "seq2seq_bidirectional_dense_gru",
+    "seq2seq_peek_zero_start_dropout",
+    "seq2seq_peek_no_bridge",
+    "attention",
+    "attention_teacher_forced",
+    "attention_sampling",
+    "attention_deep_concat",
+    "attention_unidirectional_dense_gru",
+    "attention_dropout_reversed",
 ]
 # With token outputs these are refused (see below): nothing reads the input.
-VECTOR_MODES = [
-    ("seq2seq", {"broadcast_state": False}),
-    ("seq2seq", {"bridge": None, "teacher_force": True}),
-]
+VECTOR_MODES = ["seq2seq_zero_start", "seq2seq_no_bridge"]
+
+
+def _param(name, tokens):
+    builder, options = cases.MODELS[name]
+    kind = "tokens" if tokens else "vectors"
+    return pytest.param(name, tokens, id=f"{builder}-{kind}-{options}")
+
+
 CASES = [
-    pytest.param(builder, options, tokens, id=f"{builder}-{kind}-{options}")
-    for builder, options in MODES + VECTOR_MODES
-    for tokens, kind in ((False, "vectors"), (True, "tokens"))
-    if not (tokens and (builder, options) in VECTOR_MODES)
+    _param(name, tokens)
+    for name in MODES + VECTOR_MODES
+    for tokens in (False, True)
+    if not (tokens and name in VECTOR_MODES)
 ]
+
+
+def _build(name, tokens):
+    builder, options = cases.case(name, TOKENS if tokens else VECTOR)
+    return builder(**options)
 
 
 @pytest.fixture
@@ -109,11 +114,9 @@ def process_group(tmp_path):
         distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("builder, options, tokens", CASES)
-def test_every_weight_gets_a_gradient_under_ddp(
-    process_group, builder, options, tokens
-):
-    model = BUILDERS[builder](**(TOKENS if tokens else VECTOR), **options)
+@pytest.mark.parametrize("name, tokens", CASES)
+def test_every_weight_gets_a_gradient_under_ddp(process_group, name, tokens):
+    model = _build(name, tokens)
     ddp_model = wrap(model)  # find_unused_parameters=False, DDP's default
     x, y = _data(tokens, batch=4)
     for _ in range(2):
@@ -173,9 +176,9 @@ def test_train_step_equals_fit_on_one_batch():
 # One per builder: vector outputs, teacher forcing, token models (unpadded
 # targets, so each half of a batch weighs the same in the averaged loss).
 TRAINED = [
-    ("simple", False, {}),
-    ("seq2seq", False, {"teacher_force": True, "depth": 2}),
-    ("attention", True, {"teacher_force": True}),
+    ("simple", False),
+    ("seq2seq_deep_teacher_forced", False),
+    ("attention_teacher_forced", True),
 ]
 GLOBAL_BATCH, STEPS_PER_EPOCH, EPOCHS = 16, 4, 3
 
@@ -184,10 +187,11 @@ def _train(rank, world_size, ddp):
     """Trains every `TRAINED` model; returns its weights and epoch losses."""
     local = GLOBAL_BATCH // world_size
     results = {}
-    for index, (builder, tokens, options) in enumerate(TRAINED):
+    for index, (name, tokens) in enumerate(TRAINED):
+        builder = cases.MODELS[name][0]
         x, y = _data(tokens, GLOBAL_BATCH * STEPS_PER_EPOCH, seed=index, padded=False)
         keras.utils.set_random_seed(index)
-        model = BUILDERS[builder](**(TOKENS if tokens else VECTOR), **options)
+        model = _build(name, tokens)
         # `train_step` uses what `compile` set.
         loss = "sparse_categorical_crossentropy" if tokens else "mse"
         model.compile(loss=loss, optimizer=keras.optimizers.Adam(0.01))
@@ -258,7 +262,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         np.testing.assert_allclose(
             ranks[0][name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name
         )
-    for builder, _, _ in TRAINED:
+    for name, _ in TRAINED:
+        builder = cases.MODELS[name][0]
         losses = ranks[0][f"{builder}_losses"]
         assert losses[-1] < 0.97 * losses[0], (builder, losses)
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import twins
 from kseq2seq import RecurrentEncoder
 from kseq2seq import ops as kernels
 from kseq2seq.ops import generic
@@ -19,18 +20,7 @@ def _torch_lstm_like(encoder, input_dim):
         bidirectional=encoder.bidirectional,
         batch_first=True,
     )
-    directions = ["", "_reverse"][: encoder.num_directions]
-    with torch.no_grad():
-        for layer in range(encoder.depth):
-            for d, suffix in enumerate(directions):
-                cell = encoder.cells[layer * encoder.num_directions + d]
-                kernel, recurrent_kernel, bias = (
-                    torch.as_tensor(to_numpy(w)) for w in cell.get_weights()
-                )
-                getattr(lstm, f"weight_ih_l{layer}{suffix}").copy_(kernel.T)
-                getattr(lstm, f"weight_hh_l{layer}{suffix}").copy_(recurrent_kernel.T)
-                getattr(lstm, f"bias_ih_l{layer}{suffix}").copy_(bias)
-                getattr(lstm, f"bias_hh_l{layer}{suffix}").zero_()
+    twins.copy_lstm(encoder.cells, lstm)
     return lstm
 
 

@@ -7,14 +7,13 @@ recorded as the test property `max_abs_error` (`pytest --junitxml` keeps it)
 and printed (`pytest -s`).
 """
 
+import cases
 import keras
 import numpy as np
 import pytest
 import torch
 
 from kseq2seq import AttentionSeq2Seq
-from kseq2seq import Seq2Seq
-from kseq2seq import SimpleSeq2Seq
 from kseq2seq.ops import torch_kernels
 
 ort = pytest.importorskip("onnxruntime")
@@ -25,30 +24,15 @@ ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 
 LENGTH = 6
-VECTOR = dict(input_dim=3, hidden_dim=5, output_length=4, output_dim=2)
-TOKENS = dict(input_vocab_size=9, output_vocab_size=9, output_length=4, hidden_dim=5)
 
 CASES = {
-    "simple": (SimpleSeq2Seq, dict(VECTOR, depth=2)),
-    "seq2seq": (Seq2Seq, dict(VECTOR, depth=2)),
-    "seq2seq_peek_bidirectional_gru": (
-        Seq2Seq,
-        dict(
-            VECTOR,
-            cell="gru",
-            peek=True,
-            bidirectional=True,
-            inner_broadcast_state=False,
-            bridge="dense",
-        ),
-    ),
-    "attention": (AttentionSeq2Seq, dict(VECTOR, teacher_force=True)),
-    "tokens_simple": (SimpleSeq2Seq, dict(TOKENS, depth=2)),
-    "tokens_seq2seq": (
-        Seq2Seq,
-        dict(TOKENS, depth=2, inner_broadcast_state=False, teacher_force=True),
-    ),
-    "tokens_attention": (AttentionSeq2Seq, dict(TOKENS, bridge="concat")),
+    "simple": cases.vector("simple_deep"),
+    "seq2seq": cases.vector("seq2seq_deep"),
+    "seq2seq_peek_bidirectional_gru": cases.vector("seq2seq_peek_bidirectional_gru"),
+    "attention": cases.vector("attention_teacher_forced"),
+    "tokens_simple": cases.tokens("simple_deep"),
+    "tokens_seq2seq": cases.tokens("seq2seq_deep_per_layer_teacher_forced"),
+    "tokens_attention": cases.tokens("attention_concat"),
 }
 
 # The exported graphs compute what `predict` computes, with the same
@@ -140,7 +124,7 @@ def test_masked_layers_are_not_packed_while_traced():
 def test_mixed_precision_models_export_through_a_float32_copy(tmp_path):
     """ONNX Runtime's recurrent kernels are float32: a mixed precision
     model, whose variables are float32, is served from a float32 copy."""
-    options = dict(VECTOR, depth=2)
+    options = dict(cases.VECTOR, depth=2)
     mixed = AttentionSeq2Seq(**options, dtype="mixed_bfloat16")
     config = dict(mixed.get_config(), dtype="float32")
     served = AttentionSeq2Seq.from_config(config)

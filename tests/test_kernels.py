@@ -5,58 +5,28 @@ gradients for every weight, so the fast path never changes what a model
 computes.
 """
 
+import cases
 import keras
 import numpy as np
 import pytest
 import torch
 
-from kseq2seq import AttentionSeq2Seq
-from kseq2seq import Seq2Seq
-from kseq2seq import SimpleSeq2Seq
 from kseq2seq import ops as kernels
 from kseq2seq.ops import generic
 from kseq2seq.ops import torch_kernels
 
-VECTOR = dict(input_dim=3, hidden_dim=5, output_length=4, output_dim=2)
-TOKENS = dict(input_vocab_size=9, output_vocab_size=9, output_length=4, hidden_dim=5)
-
 CASES = {
-    "simple": (SimpleSeq2Seq, dict(VECTOR, depth=2)),
-    "simple_bidirectional_gru": (
-        SimpleSeq2Seq,
-        dict(VECTOR, bidirectional=True, cell="gru"),
-    ),
-    "seq2seq_shared_state": (Seq2Seq, dict(VECTOR, depth=2, teacher_force=True)),
-    "seq2seq_peek_per_layer": (
-        Seq2Seq,
-        dict(VECTOR, depth=(2, 3), peek=True, inner_broadcast_state=False),
-    ),
-    "seq2seq_bidirectional_dense": (
-        Seq2Seq,
-        dict(
-            VECTOR,
-            depth=2,
-            bidirectional=True,
-            inner_broadcast_state=False,
-            bridge="dense",
-            teacher_force=True,
-        ),
-    ),
-    "seq2seq_simple_rnn_dropout": (
-        Seq2Seq,
-        dict(VECTOR, cell="simple_rnn", dropout=0.3, teacher_force=True),
-    ),
-    "attention": (AttentionSeq2Seq, dict(VECTOR, depth=2, teacher_force=True)),
-    "attention_gru_bridge": (
-        AttentionSeq2Seq,
-        dict(VECTOR, cell="gru", bridge="concat"),
-    ),
-    "tokens_seq2seq": (Seq2Seq, dict(TOKENS, teacher_force=True, depth=2)),
-    "tokens_attention_sampling": (
-        AttentionSeq2Seq,
-        dict(TOKENS, teacher_force=True, scheduled_sampling=0.5, dropout=0.2),
-    ),
-    "tokens_simple_reversed": (SimpleSeq2Seq, dict(TOKENS, reverse_input=True)),
+    "simple": cases.vector("simple_deep"),
+    "simple_bidirectional_gru": cases.vector("simple_bidirectional_gru"),
+    "seq2seq_shared_state": cases.vector("seq2seq_deep_teacher_forced"),
+    "seq2seq_peek_per_layer": cases.vector("seq2seq_peek_per_layer"),
+    "seq2seq_bidirectional_dense": cases.vector("seq2seq_bidirectional_dense"),
+    "seq2seq_simple_rnn_dropout": cases.vector("seq2seq_simple_rnn_dropout"),
+    "attention": cases.vector("attention_deep_teacher_forced"),
+    "attention_gru_bridge": cases.vector("attention_gru_concat"),
+    "tokens_seq2seq": cases.tokens("seq2seq_deep_teacher_forced"),
+    "tokens_attention_sampling": cases.tokens("attention_sampling_dropout"),
+    "tokens_simple_reversed": cases.tokens("simple_reversed"),
 }
 
 

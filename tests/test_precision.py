@@ -10,6 +10,7 @@ CUDA is exercised only where a GPU is present.
 import ast
 import pathlib
 
+import cases
 import keras
 import numpy as np
 import pytest
@@ -18,44 +19,24 @@ import torch
 import kseq2seq
 from kseq2seq import AttentionSeq2Seq
 from kseq2seq import Seq2Seq
-from kseq2seq import SimpleSeq2Seq
 from kseq2seq import ops as kernels
 from kseq2seq.ops import generic
 from kseq2seq.ops import torch_kernels
 
-VECTOR = dict(input_dim=3, hidden_dim=6, output_length=4, output_dim=3)
-TOKENS = dict(input_vocab_size=9, output_vocab_size=9, output_length=4, hidden_dim=6)
+# Wider than the catalog's default shapes.
+VECTOR = dict(cases.VECTOR, hidden_dim=6, output_dim=3)
+TOKENS = dict(cases.TOKENS, hidden_dim=6)
 
 CASES = {
-    "simple_bidirectional": (SimpleSeq2Seq, dict(VECTOR, depth=2, bidirectional=True)),
-    "seq2seq_teacher_forced": (Seq2Seq, dict(VECTOR, depth=2, teacher_force=True)),
-    "seq2seq_peek_dense_gru": (
-        Seq2Seq,
-        dict(
-            VECTOR,
-            cell="gru",
-            peek=True,
-            bidirectional=True,
-            inner_broadcast_state=False,
-            bridge="dense",
-        ),
+    "simple_bidirectional": cases.vector("simple_deep_bidirectional", VECTOR),
+    "seq2seq_teacher_forced": cases.vector("seq2seq_deep_teacher_forced", VECTOR),
+    "seq2seq_peek_dense_gru": cases.vector("seq2seq_peek_bidirectional_gru", VECTOR),
+    "attention_softmax": cases.vector("attention_softmax", VECTOR),
+    "tokens_simple_rnn_reversed": cases.tokens("simple_rnn_reversed", TOKENS),
+    "tokens_seq2seq_dropout": cases.tokens(
+        "seq2seq_deep_teacher_forced_dropout", TOKENS
     ),
-    "attention_softmax": (
-        AttentionSeq2Seq,
-        dict(VECTOR, teacher_force=True, output_activation="softmax"),
-    ),
-    "tokens_simple_rnn_reversed": (
-        SimpleSeq2Seq,
-        dict(TOKENS, cell="simple_rnn", reverse_input=True),
-    ),
-    "tokens_seq2seq_dropout": (
-        Seq2Seq,
-        dict(TOKENS, depth=2, teacher_force=True, dropout=0.1),
-    ),
-    "tokens_attention_sampling": (
-        AttentionSeq2Seq,
-        dict(TOKENS, teacher_force=True, scheduled_sampling=0.3, bridge="dense"),
-    ),
+    "tokens_attention_sampling": cases.tokens("attention_sampling_dense", TOKENS),
 }
 
 # Largest difference from the float32 model with the same weights: bfloat16
