@@ -5,6 +5,7 @@ import pytest
 from kseq2seq import AttentionSeq2Seq
 from kseq2seq import BahdanauAttention
 from kseq2seq import LuongAttention
+from kseq2seq import RecurrentDecoder
 from kseq2seq.layers.attention import make_attention
 
 to_numpy = keras.ops.convert_to_numpy
@@ -259,3 +260,14 @@ def test_luong_dot_works_wherever_the_widths_match(options, width):
     )
     assert model.decoder.units == model.encoder.output_width == width
     assert model.predict(np.ones((2, 4, 3), "float32"), verbose=0).shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_decoder_config_keeps_the_score(kind):
+    decoder = RecurrentDecoder(4, 2, 3, attention_units=5, attention_score=kind)
+    decoder.build((2, 4), (2, 6, 4))
+    config = decoder.get_config()
+    assert config["attention_score"] == kind
+    restored = RecurrentDecoder.from_config(config)
+    assert restored.get_config() == config
+    assert type(restored.attention) is type(decoder.attention)
