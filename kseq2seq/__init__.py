@@ -5,6 +5,7 @@ from kseq2seq._backend import select_torch_backend
 select_torch_backend()
 
 from kseq2seq.layers import BahdanauAttention  # noqa: E402
+from kseq2seq.layers import LuongAttention  # noqa: E402
 from kseq2seq.layers import RecurrentDecoder  # noqa: E402
 from kseq2seq.layers import RecurrentEncoder  # noqa: E402
 from kseq2seq.layers import StateBridge  # noqa: E402
@@ -18,6 +19,7 @@ from kseq2seq.vocabulary import Vocabulary  # noqa: E402
 __all__ = [
     "AttentionSeq2Seq",
     "BahdanauAttention",
+    "LuongAttention",
     "RecurrentDecoder",
     "RecurrentEncoder",
     "Seq2Seq",

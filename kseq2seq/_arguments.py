@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from kseq2seq import _validate
+from kseq2seq.layers.attention import ATTENTION_SCORES
 from kseq2seq.layers.cells import CELL_CLASSES
 from kseq2seq.layers.cells import check_cell
 
@@ -27,7 +28,8 @@ class ModelSpec:
     """Everything a kseq2seq model is made from, validated.
 
     `bridge` is `None` when the decoder starts from zeros; `shared_state`
-    is the reference project's `inner_broadcast_state`.
+    is the reference project's `inner_broadcast_state`; `attention_score`
+    is the kind of score of a decoder with `attention`.
     """
 
     batch_input_shape: tuple
@@ -56,6 +58,7 @@ class ModelSpec:
     input_embeddings: object = dataclasses.field(default=None, compare=False)
     start_id: int = 1
     end_id: int = 2
+    attention_score: str = "bahdanau"
 
     @property
     def token_inputs(self):
@@ -71,6 +74,11 @@ class ModelSpec:
         if self.bridge == "concat" and self.bidirectional:
             return 2 * self.hidden_dim
         return self.hidden_dim
+
+    @property
+    def encoder_width(self):
+        """The width of the encoder's outputs, the attention's memory."""
+        return 2 * self.hidden_dim if self.bidirectional else self.hidden_dim
 
 
 def resolve(builder, arguments):
@@ -121,6 +129,7 @@ def resolve(builder, arguments):
         **tokens,
     )
     _check_combinations(spec, arguments)
+    _check_attention_widths(spec, arguments)
     return spec
 
 
@@ -148,6 +157,9 @@ def _wiring(builder, arguments):
         # SimpleSeq2Seq's decoder reads the repeated context and nothing else.
         peek=builder == "SimpleSeq2Seq" or (builder == "Seq2Seq" and flags["peek"]),
         attention=builder == "AttentionSeq2Seq",
+        attention_score=_validate.choice(
+            "attention", arguments.get("attention", "bahdanau"), ATTENTION_SCORES
+        ),
         shared_state=builder == "Seq2Seq" and flags["inner_broadcast_state"],
         bridge=bridge,
         teacher_force=flags["teacher_force"],
@@ -222,6 +234,24 @@ def _check_combinations(spec, arguments):
             f"broadcast_state={arguments.get('broadcast_state')!r}, "
             f"bridge={arguments.get('bridge')!r}, peek={arguments.get('peek')!r}"
         )
+
+
+def _check_attention_widths(spec, arguments):
+    """The dot-product score multiplies two vectors: their widths must match."""
+    if not spec.attention or spec.attention_score != "luong":
+        return
+    if spec.decoder_units == spec.encoder_width:
+        return
+    raise ValueError(
+        '`attention="luong"` scores each encoder output by its dot product '
+        "with the decoder state, so the decoder must be as wide as the "
+        f"encoder's outputs. Received: a decoder of width {spec.decoder_units} "
+        f"and encoder outputs of width {spec.encoder_width} (hidden_dim="
+        f"{spec.hidden_dim}, bidirectional={spec.bidirectional}, "
+        f"bridge={arguments.get('bridge')!r}). Set bidirectional=False, or "
+        'bridge="concat" to make the decoder 2 * hidden_dim wide, or use '
+        '`attention="luong_general"`, whose score works with any widths.'
+    )
 
 
 def depth_pair(depth):

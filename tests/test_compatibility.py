@@ -43,6 +43,7 @@ def test_public_names():
     assert sorted(kseq2seq.__all__) == [
         "AttentionSeq2Seq",
         "BahdanauAttention",
+        "LuongAttention",
         "RecurrentDecoder",
         "RecurrentEncoder",
         "Seq2Seq",
@@ -76,7 +77,7 @@ SIGNATURES = {
         "input_length input_dim hidden_dim depth bidirectional unroll stateful "
         "dropout teacher_force output_activation cell bridge input_vocab_size "
         "output_vocab_size embedding_dim input_embeddings start_id end_id "
-        "scheduled_sampling reverse_input check_inputs"
+        "scheduled_sampling reverse_input check_inputs attention"
     ),
 }
 
@@ -91,7 +92,9 @@ DEFAULTS = {
         bridge="concat",
         bidirectional=False,
     ),
-    "AttentionSeq2Seq": dict(depth=1, bidirectional=True, bridge=None),
+    "AttentionSeq2Seq": dict(
+        depth=1, bidirectional=True, bridge=None, attention="bahdanau"
+    ),
 }
 
 

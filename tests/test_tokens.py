@@ -334,9 +334,104 @@ def test_bad_generation_arguments_raise_value_error():
         vector_model.generate(np.ones((1, 5, 3)), method="beam")
     token_model = _token_model("seq2seq")
     with pytest.raises(ValueError, match="method"):
-        token_model.generate(np.ones((1, 5), "int32"), method="sample")
+        token_model.generate(np.ones((1, 5), "int32"), method="nucleus")
     with pytest.raises(ValueError, match="max_length"):
         token_model.generate(np.ones((1, 5), "int32"), max_length=0)
+
+
+@pytest.mark.parametrize("builder", ["seq2seq", "attention"])
+def test_sampling_from_the_top_token_only_equals_greedy(builder):
+    model = _token_model(builder, depth=2)
+    ids, _ = _padded_batch()
+    greedy_ids, greedy_scores = model.generate(ids)
+    sampled_ids, sampled_scores = model.generate(ids, method="sample", top_k=1)
+    np.testing.assert_array_equal(sampled_ids, greedy_ids)
+    np.testing.assert_allclose(sampled_scores, greedy_scores, rtol=1e-6)
+
+
+def test_sampled_scores_are_the_model_log_probabilities_of_the_drawn_ids():
+    # Teacher forcing feeds the drawn ids back as the truth: the
+    # probabilities it gives each step are the model's, given the ids drawn
+    # before it.
+    model = _token_model("attention", teacher_force=True)
+    ids, _ = _padded_batch()
+    drawn, scores = model.generate(ids, method="sample", temperature=2.0, seed=3)
+    probabilities = keras.ops.convert_to_numpy(model([ids, drawn], training=True))
+    for row in range(3):
+        ended = np.flatnonzero(drawn[row] == model.end_id)
+        stop = ended[0] + 1 if len(ended) else 5
+        tokens = drawn[row, :stop]
+        expected = np.log(probabilities[row, np.arange(stop), tokens]).sum()
+        np.testing.assert_allclose(scores[row], expected, rtol=1e-4)
+
+
+def test_sampling_with_a_seed_is_reproducible_across_batches():
+    model = _token_model("seq2seq")
+    # Four equal inputs, decoded one per batch.
+    ids = np.repeat(_padded_batch()[0][:1], 4, axis=0)
+    options = dict(method="sample", max_length=8, batch_size=1, seed=11)
+    first, first_scores = model.generate(ids, **options)
+    again, again_scores = model.generate(ids, **options)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first_scores, again_scores)
+    # Every batch draws from its own seed.
+    assert len({tuple(row) for row in first}) > 1
+    other, _ = model.generate(ids, **dict(options, seed=12))
+    assert not np.array_equal(other, first)
+    # In one batch as well.
+    whole, _ = model.generate(ids, method="sample", max_length=8, seed=11)
+    np.testing.assert_array_equal(
+        whole, model.generate(ids, method="sample", max_length=8, seed=11)[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"temperature": 1e12}, {"top_p": 0.9}, {"top_k": 3}]
+)
+def test_sampling_never_draws_the_padding_or_start_id(options):
+    model = _token_model("attention")
+    # Make padding, then the start id, by far the likeliest tokens.
+    bias = np.zeros(VOCAB, "float32")
+    bias[0], bias[model.start_id] = 60.0, 50.0
+    model.decoder.head.bias.assign(bias)
+    ids = np.tile(_padded_batch()[0], (20, 1))
+    drawn, scores = model.generate(
+        ids, method="sample", max_length=10, seed=0, **options
+    )
+    for row in drawn:
+        ended = np.flatnonzero(row == model.end_id)
+        tokens = row[: ended[0]] if len(ended) else row
+        assert not np.isin(tokens, [0, model.start_id]).any()
+        assert (row[len(tokens) + 1 :] == 0).all()  # padding after the end
+    assert np.isfinite(scores).all()
+    # Every emittable token is drawn somewhere: the draws are not greedy.
+    if options.get("temperature"):
+        assert set(np.unique(drawn)) == set(range(VOCAB)) - {model.start_id}
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"temperature": 0}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**31}, "seed"),
+        ({"seed": "7"}, "seed"),
+    ],
+)
+def test_bad_sampling_arguments_raise_value_error(options, match):
+    model = _token_model("seq2seq")
+    with pytest.raises(ValueError, match=match):
+        model.generate(_padded_batch()[0], method="sample", **options)
+
+
+def test_sampling_needs_token_outputs():
+    vector_model = Seq2Seq(input_dim=3, output_length=4, output_dim=2)
+    with pytest.raises(ValueError, match="Sampling needs token outputs"):
+        vector_model.generate(np.ones((1, 5, 3)), method="sample")
 
 
 def test_attention_weights_of_reversed_inputs_refer_to_input_positions():

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from kseq2seq import ops as kernels
-from kseq2seq.layers.attention import BahdanauAttention
+from kseq2seq.layers.attention import make_attention
 from kseq2seq.layers.cells import check_cell
 from kseq2seq.layers.cells import dropout_mask
 from kseq2seq.layers.cells import make_cell
@@ -28,9 +28,10 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
       forcing, and `start_id` at step 0.
     - `peek`: the context vector `C`, the same at every step (Cho et al.
       2014; without feedback this is the "repeat the context" decoder).
-    - `attention_units`: an additive attention context over the encoder
-      outputs, with the top layer's previous output as the query
-      (Bahdanau et al. 2015).
+    - `attention_units`: an attention context over the encoder outputs,
+      with the top layer's previous output as the query: additive
+      (Bahdanau et al. 2015) by default, or a Luong et al. (2015) score
+      chosen by `attention_score`.
 
     The top layer's output goes through a `Dense(output_dim)` head at every
     step. When every step's input is known in advance (no feedback, or
@@ -53,8 +54,9 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
         cell: str. `"lstm"`, `"gru"` or `"simple_rnn"`. Defaults to `"lstm"`.
         feedback: bool. Feed the previous output back. Defaults to `True`.
         peek: bool. Feed the context at every step. Defaults to `False`.
-        attention_units: int or `None`. Attend over `memory` with this many
-            hidden units. Defaults to `None` (no attention).
+        attention_units: int or `None`. Attend over `memory`; the width of
+            the additive score's hidden layer. Defaults to `None` (no
+            attention).
         shared_state: bool. Thread one state through the stack at every step
             (the reference project's `inner_broadcast_state`). Defaults to
             `False`.
@@ -74,6 +76,12 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
             own previous prediction instead of the truth. Defaults to `0.0`.
         seed: int. Seed of the dropout masks and sampling. Defaults to
             `None`.
+        attention_score: str. How the attention scores each encoder output
+            against the query: `"bahdanau"` (additive, `BahdanauAttention`
+            of `attention_units` units), `"luong"` (dot product, which
+            needs `units` equal to the memory's width) or `"luong_general"`
+            (bilinear, `LuongAttention(score_mode="general")`). Defaults to
+            `"bahdanau"`.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -121,6 +129,7 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
         end_id=2,
         sampling_probability=0.0,
         seed=None,
+        attention_score="bahdanau",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -138,6 +147,7 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
         self.feedback = feedback
         self.peek = peek
         self.attention_units = attention_units
+        self.attention_score = attention_score
         self.shared_state = shared_state
         self.dropout = dropout
         self.embedding_dim = embedding_dim
@@ -189,8 +199,11 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
             )
         self.attention = None
         if self.attention_units:
-            self.attention = BahdanauAttention(
-                self.attention_units, name="attention", dtype=policy
+            self.attention = make_attention(
+                self.attention_score,
+                self.attention_units,
+                name="attention",
+                dtype=policy,
             )
 
     def build(self, context_shape, memory_shape=None):
@@ -420,6 +433,7 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
                 "end_id": self.end_id,
                 "sampling_probability": self.sampling_probability,
                 "seed": self.seed,
+                "attention_score": self.attention_score,
             }
         )
         return config

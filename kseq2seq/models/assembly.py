@@ -62,6 +62,7 @@ def _make_decoder(spec, policy):
         start_id=spec.start_id,
         end_id=spec.end_id,
         sampling_probability=spec.scheduled_sampling,
+        attention_score=spec.attention_score,
         name="decoder",
         dtype=policy,
     )

@@ -272,16 +272,17 @@ class Seq2Seq(Seq2SeqModel):
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
 class AttentionSeq2Seq(Seq2SeqModel):
-    """Encoder-decoder with additive attention (Bahdanau et al. 2015).
+    """Encoder-decoder with attention (Bahdanau et al. 2015).
 
     The encoder (`depth[0]` LSTM layers, bidirectional by default, the
     directions concatenated) produces one annotation `h_j` per input step.
     At every output step the decoder scores each annotation against its
     previous state `s(t-1)` (the output of its top layer at the previous
-    step; zeros at step 0),
+    step; zeros at step 0), by default with an additive score,
 
         e(t, j) = v . tanh(W h_j + U s(t-1) + b),  a(t) = softmax_j(e(t)),
 
+    or with one of Luong et al.'s (2015) multiplicative scores (`attention`),
     so the weights move from step to step, and reads the attention context
     `sum_j a(t, j) h_j` together with its previous output `y(t-1)`:
 
@@ -303,8 +304,8 @@ class AttentionSeq2Seq(Seq2SeqModel):
             above is given.
         input_length: int or `None` (any length, the default).
         hidden_dim: int. Width of every recurrent layer (per direction) and
-            of the attention's hidden layer. Defaults to `output_dim`, or 128
-            with `output_vocab_size`.
+            of the additive attention's hidden layer. Defaults to
+            `output_dim`, or 128 with `output_vocab_size`.
         depth: int or `(encoder_depth, decoder_depth)`. Defaults to `1`.
         bidirectional: bool. Bidirectional encoder. Defaults to `True`.
         unroll: bool. As in Keras' RNN layers: needs a fixed `input_length`.
@@ -353,6 +354,13 @@ class AttentionSeq2Seq(Seq2SeqModel):
             the batch for datasets and generators). Off by default, since
             the check reads the data once more. Token ids are always checked
             against the vocabularies. Defaults to `False`.
+        attention: how the decoder state `s` scores each annotation `h_j`:
+            `"bahdanau"`, additive, `v . tanh(W h_j + U s + b)`;
+            `"luong"`, the dot product `s . h_j`, which has no weights and
+            needs the decoder as wide as the encoder's outputs
+            (`bidirectional=False`, or `bridge="concat"` after a
+            bidirectional encoder); `"luong_general"`, the bilinear
+            `s . W h_j`, for any widths. Defaults to `"bahdanau"`.
         **kwargs: `keras.Model` arguments such as `name`.
 
     Example:
@@ -361,6 +369,11 @@ class AttentionSeq2Seq(Seq2SeqModel):
         ...                          output_length=8, output_dim=20, depth=4)
         >>> tuple(model.predict(np.ones((3, 7, 5)), verbose=0).shape)
         (3, 8, 20)
+        >>> luong = AttentionSeq2Seq(input_dim=5, hidden_dim=10, output_length=8,
+        ...                          output_dim=20, bidirectional=False,
+        ...                          attention="luong")
+        >>> tuple(luong.attention_weights(np.ones((3, 7, 5))).shape)
+        (3, 8, 7)
     """
 
     def __init__(
@@ -391,6 +404,7 @@ class AttentionSeq2Seq(Seq2SeqModel):
         scheduled_sampling=0.0,
         reverse_input=False,
         check_inputs=False,
+        attention="bahdanau",
         **kwargs,
     ):
         arguments = _builder_arguments(locals())
