@@ -160,6 +160,9 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
             "softmax" if self.tokens else output_activation
         )
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self._make_layers()
+
+    def _make_layers(self):
         # Under a mixed precision policy the outputs are float32, as Keras
         # advises for a model's last layer: a token decoder computes its
         # logits in the compute dtype and its softmax in float32; a vector
@@ -171,10 +174,6 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
             and policy.compute_dtype != policy.variable_dtype
         )
         self._output_dtype = policy.variable_dtype if self._mixed else None
-        self._make_layers()
-
-    def _make_layers(self):
-        policy = self.dtype_policy
         self.cells = [
             make_cell(self.cell, self.units, f"layer_{layer}", policy)
             for layer in range(self.depth)
@@ -240,15 +239,6 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
         if self.tokens:
             return self.embedding.call(ops.argmax(logits + penalty, axis=-1))
         return self._compute(outputs)
-
-    def _true_readouts(self, context, ground_truth):
-        """Readouts under teacher forcing: start, then the truth shifted."""
-        start = self.start_readout(context)[:, None]
-        if self.tokens:
-            previous = self.embedding(ops.cast(ground_truth[:, :-1], "int32"))
-        else:
-            previous = ground_truth[:, :-1]
-        return ops.concatenate([start, ops.cast(previous, start.dtype)], axis=1)
 
     def _feed(self, context, ground_truth, masks):
         """How the step loop gets each step's readout.

@@ -222,3 +222,12 @@ class DecoderStep:
                 return outputs, new_state
             log_probs = ops.log_softmax(outputs, axis=-1)
             return log_probs + self.never_emitted_penalty(log_probs), new_state
+
+    def _true_readouts(self, context, ground_truth):
+        """Readouts under teacher forcing: start, then the truth shifted."""
+        start = self.start_readout(context)[:, None]
+        if self.tokens:
+            previous = self.embedding(ops.cast(ground_truth[:, :-1], "int32"))
+        else:
+            previous = ground_truth[:, :-1]
+        return ops.concatenate([start, ops.cast(previous, start.dtype)], axis=1)
