@@ -1,6 +1,7 @@
 """Checks kseq2seq's CUDA path on a GPU: training, cuDNN, saving, precision, syncs.
 
-One run, under 8 minutes on a recent GPU, of six checks:
+One run of six checks, sized to take under 8 minutes on a recent GPU (not yet
+timed on one):
 
 1. `train_builders`: every builder (`SimpleSeq2Seq`, `Seq2Seq`, `Seq2Seq` with
    `inner_broadcast_state=False`, `AttentionSeq2Seq`) and a token model train on
@@ -185,13 +186,12 @@ def check(needs_cuda=False):
             print(f"[{name}] {state} in {seconds:.1f} s: {details.get('summary')}")
             return result
 
-        run.needs_cuda = needs_cuda
         return run
 
     return decorate
 
 
-# --- data and models --------------------------------------------------------
+# --- data, models and subprocesses -------------------------------------------
 
 
 def subprocess_env(**variables):
