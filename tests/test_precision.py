@@ -273,7 +273,7 @@ def test_models_follow_the_keras_device_scope(tmp_path):
     )
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_models_move_between_cpu_and_cuda(tmp_path, policy):
     x, y = _data(TOKENS)
