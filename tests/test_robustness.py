@@ -539,3 +539,146 @@ def test_fit_from_a_torch_data_loader_that_streams(cls):
     assert np.isfinite(history.history["loss"]).all()
     x, y = next(iter(loader))
     assert model.predict(x.numpy(), verbose=0).shape == tuple(y.shape)
+
+
+# ---------------------------------------------------------------------------
+# 7. Token ids that are not whole numbers, text and Python lists: clear errors.
+# ---------------------------------------------------------------------------
+
+
+def _token_model(**kwargs):
+    return Seq2Seq(
+        input_vocab_size=10,
+        output_vocab_size=6,
+        hidden_dim=4,
+        output_length=3,
+        **kwargs,
+    )
+
+
+def _token_data(batch=6):
+    rng = np.random.default_rng(0)
+    return rng.integers(1, 10, (batch, 5)), rng.integers(1, 6, (batch, 3))
+
+
+def test_fractional_and_boolean_token_ids_are_refused():
+    model = _token_model()
+    x, y = _token_data()
+    fractional = x.astype("float32")
+    fractional[3, 2] = 0.7
+    with pytest.raises(
+        ValueError, match=r"`x` must hold whole-number.*x\[3, 2\] = 0.7"
+    ):
+        model.predict(fractional, verbose=0)
+    with pytest.raises(ValueError, match=r"whole-number.*x\[3, 2\] = 0.7"):
+        model(torch.as_tensor(fractional))
+    fractional_y = y.astype("float64")
+    fractional_y[1, 0] = 2.5
+    with pytest.raises(
+        ValueError, match=r"`y` must hold whole-number.*y\[1, 0\] = 2.5"
+    ):
+        model.fit(x, fractional_y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"`x` must hold integer token ids, not bool"):
+        model.predict(x > 4, verbose=0)
+    with pytest.raises(ValueError, match=r"`y` must hold integer token ids, not bool"):
+        model.evaluate(x, y > 2, verbose=0)
+    nan = x.astype("float32")
+    nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x\[0, 0\] = nan"):
+        model.predict(nan, verbose=0)
+
+
+def test_whole_number_float_ids_are_read_as_integers():
+    model = _token_model(teacher_force=True)
+    x, y = _token_data()
+    np.testing.assert_array_equal(
+        model.predict(x.astype("float64"), verbose=0), model.predict(x, verbose=0)
+    )
+    as_ints = model.evaluate(x, y, verbose=0, return_dict=True)
+    as_floats = model.evaluate(
+        x.astype("float32"), y.astype("float32"), verbose=0, return_dict=True
+    )
+    assert as_ints == pytest.approx(as_floats, abs=1e-6)
+    model.fit(x.astype("float32"), y.astype("float32"), epochs=1, verbose=0)
+
+
+def test_fractional_ids_from_a_dataset_are_refused_batch_by_batch():
+    model = _token_model()
+    x, y = _token_data()
+    fractional = x.astype("float32")
+    fractional[4, 1] = 3.25
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            rows = slice(3 * index, 3 * index + 3)
+            return fractional[rows], y[rows]
+
+    with pytest.raises(ValueError, match=r"x\[1, 1\] = 3.25"):
+        model.fit(Batches(), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (["hello", "world"], r"`x` must be an array of shape \(batch, input_length\)"),
+        (np.array(["hello", "world"]), r"x.dtype=<U5"),
+        ([["a", "b"], ["c", "d"]], r"token ids, not text"),
+        ("hello", r"of type str"),
+    ],
+    ids=["list", "array", "nested", "str"],
+)
+def test_text_points_to_the_vocabulary(data, match):
+    model = _token_model()
+    with pytest.raises(ValueError, match=match) as error:
+        model.predict(data, verbose=0)
+    assert "kseq2seq.Vocabulary.encode" in str(error.value)
+    with pytest.raises(ValueError, match=r"`y` .*kseq2seq.Vocabulary.encode"):
+        model.fit(_token_data()[0], np.array([["a", "b", "c"]] * 6), verbose=0)
+
+
+def test_text_given_to_a_vector_model_is_refused():
+    model = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`x` .*\(batch, input_length, 3\).*not text"):
+        model.predict(np.full((2, 4, 3), "a"), verbose=0)
+
+
+def test_python_lists_name_the_argument_and_the_shape_without_dumping_them():
+    model = _token_model()
+    ragged = [[1, 2, 3]] * 500 + [[4, 5]]
+    with pytest.raises(ValueError) as error:
+        model.predict(ragged, verbose=0)
+    message = str(error.value)
+    assert "`x` must be an array of shape (batch, input_length) token ids" in message
+    assert "list of 501 items" in message and "pad_sequences" in message
+    assert len(message) < 300
+    with pytest.raises(
+        ValueError, match=r"list of 2 items: convert it with `np.asarray`"
+    ):
+        model.predict([[1, 2, 3], [4, 5, 6]], verbose=0)
+    x, y = _token_data()
+    with pytest.raises(
+        ValueError, match=r"`y` must be a NumPy array.*\(batch, 3\) ids"
+    ):
+        model.fit(x, y.tolist(), verbose=0)
+    with pytest.raises(ValueError, match=r"dtype=object.*pad_sequences"):
+        model.predict(np.array([[1, 2], [3]], dtype=object), verbose=0)
+    vectors = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`x` .*\(batch, input_length, 3\)"):
+        vectors.predict([[[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]] * 2], verbose=0)
+
+
+def test_missing_targets_name_the_expected_shape():
+    model = Seq2Seq(**SMALL)
+    x = _rand(6, 4, 3)
+    message = r"needs targets `y` of shape .* = \(batch, 3, 2\).*Received: y=None"
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, None, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        model.evaluate(x, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"needs targets `y` of shape .*\(batch, 3\) ids"
+    ):
+        _token_model(teacher_force=True).fit(list(_token_data()), verbose=0)

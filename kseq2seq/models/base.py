@@ -175,7 +175,7 @@ class Seq2SeqModel(keras.Model):
     # The trainer's entry points and hooks.
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        checked = self._checks.whole(x, y)
+        checked = self._checks.whole(x, y, needs_targets=True)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (list, tuple)) and len(validation) >= 2:
             checked &= self._checks.whole(
@@ -189,7 +189,11 @@ class Seq2SeqModel(keras.Model):
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        with self._checks.checked_up_front(self._checks.whole(x, y)):
+        if kwargs.get("_use_cached_eval_dataset"):
+            # `fit` evaluating its validation data, which it checked once.
+            return super().evaluate(x, y, *args, **kwargs)
+        checked = self._checks.whole(x, y, needs_targets=True)
+        with self._checks.checked_up_front(checked):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
