@@ -682,3 +682,198 @@ def test_missing_targets_name_the_expected_shape():
         ValueError, match=r"needs targets `y` of shape .*\(batch, 3\) ids"
     ):
         _token_model(teacher_force=True).fit(list(_token_data()), verbose=0)
+
+
+# ---------------------------------------------------------------------------
+# 8. sample_weight per sequence or per step, class_weight per target id.
+# ---------------------------------------------------------------------------
+
+
+def _padded_token_data(batch=6):
+    """Targets with a different number of padded positions in every row."""
+    x, y = _token_data(batch)
+    for row in range(batch):
+        y[row, 3 - row % 3 :] = 0
+    y[:, 0] = np.maximum(y[:, 0], 1)
+    return x, y
+
+
+def _cross_entropy(model, x, y):
+    probabilities = model.predict(x, verbose=0)
+    picked = np.take_along_axis(probabilities, y[..., None], axis=-1)[..., 0]
+    return -np.log(picked), probabilities.argmax(-1) == y
+
+
+def _reference(losses, correct, weights, mask, batch_size):
+    """Keras' masked, weighted loss and accuracies, batch by batch.
+
+    The loss of a batch is sum(loss * weight) over its valid positions
+    divided by their number, and the loss is the mean over batches weighted
+    by their size; the accuracy of `metrics` ignores the weights, that of
+    `weighted_metrics` is their weighted mean.
+    """
+    batch_losses, sizes = [], []
+    for start in range(0, len(losses), batch_size):
+        rows = slice(start, start + batch_size)
+        valid = mask[rows]
+        batch_losses.append((losses[rows] * weights[rows])[valid].sum() / valid.sum())
+        sizes.append(valid.shape[0])
+    return {
+        "loss": np.average(batch_losses, weights=sizes),
+        "sparse_categorical_accuracy": correct[mask].mean(),
+        "weighted_sparse_categorical_accuracy": (
+            (correct * weights)[mask].sum() / weights[mask].sum()
+        ),
+    }
+
+
+def _weighted_token_model(**kwargs):
+    model = _token_model(**kwargs)
+    model.compile(
+        metrics=["sparse_categorical_accuracy"],
+        weighted_metrics=["sparse_categorical_accuracy"],
+    )
+    return model
+
+
+@pytest.mark.parametrize("batch_size", [6, 4])
+def test_token_sample_weights_per_sequence_or_per_step_match_numpy(batch_size):
+    model = _weighted_token_model()
+    x, y = _padded_token_data()
+    losses, correct = _cross_entropy(model, x, y)
+    per_sequence = np.random.default_rng(2).uniform(0.5, 2.0, size=6)
+    per_step = np.random.default_rng(3).uniform(0.5, 2.0, size=(6, 3))
+    for weights, expected_weights in [
+        (per_sequence, np.repeat(per_sequence[:, None], 3, axis=1)),
+        (per_sequence[:, None], np.repeat(per_sequence[:, None], 3, axis=1)),
+        (per_step, per_step),
+    ]:
+        logs = model.evaluate(
+            x,
+            y,
+            sample_weight=weights,
+            batch_size=batch_size,
+            verbose=0,
+            return_dict=True,
+        )
+        expected = _reference(losses, correct, expected_weights, y != 0, batch_size)
+        assert logs == pytest.approx(expected, rel=1e-5)
+    model.fit(x, y, sample_weight=per_sequence, batch_size=4, epochs=1, verbose=0)
+
+
+def test_vector_sample_weights_per_sequence_match_numpy():
+    model = Seq2Seq(**SMALL)
+    model.compile(loss="mse", weighted_metrics=["mae"])
+    x, y = _rand(6, 4, 3), _rand(6, 3, 2, seed=1)
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, size=6)
+    errors = model.predict(x, verbose=0) - y
+    expected_loss = (np.mean(errors**2, axis=-1) * weights[:, None]).mean()
+    expected_mae = np.average(
+        np.abs(errors).mean(-1), weights=np.repeat(weights[:, None], 3, axis=1)
+    )
+    for given in (weights, weights[:, None]):
+        logs = model.evaluate(
+            x, y, sample_weight=given, batch_size=6, verbose=0, return_dict=True
+        )
+        assert logs["loss"] == pytest.approx(expected_loss, rel=1e-5)
+        assert logs["mae"] == pytest.approx(expected_mae, rel=1e-5)
+    model.fit(x, y, sample_weight=weights, batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"`sample_weight` must have shape.*\(6, 3, 2\)"
+    ):
+        model.fit(x, y, sample_weight=np.ones((6, 3, 2)), verbose=0)
+
+
+def test_token_class_weights_weigh_each_target_position_by_its_id():
+    model = _weighted_token_model()
+    x, y = _padded_token_data()
+    class_weight = {1: 3.0, 4: 0.5, 5: 2.0}
+    table = np.array([class_weight.get(i, 1.0) for i in range(6)])
+    losses, correct = _cross_entropy(model, x, y)
+    expected = _reference(losses, correct, table[y], y != 0, batch_size=6)
+    logs = model.train_on_batch(x, y, class_weight=class_weight, return_dict=True)
+    assert logs == pytest.approx(expected, rel=1e-5)
+
+    # With sample_weight too, the weights multiply.
+    model = _weighted_token_model()
+    per_sequence = np.random.default_rng(2).uniform(0.5, 2.0, size=6)
+    losses, correct = _cross_entropy(model, x, y)
+    weights = table[y] * per_sequence[:, None]
+    expected = _reference(losses, correct, weights, y != 0, batch_size=6)
+    logs = model.train_on_batch(
+        x, y, sample_weight=per_sequence, class_weight=class_weight, return_dict=True
+    )
+    assert logs == pytest.approx(expected, rel=1e-5)
+
+
+def test_fit_with_class_weights_trains_as_the_same_per_step_sample_weights():
+    keras.utils.set_random_seed(0)
+    weighed = _token_model(teacher_force=True)
+    explicit = _token_model(teacher_force=True)
+    explicit.set_weights(weighed.get_weights())
+    x, y = _padded_token_data()
+    class_weight = {1: 3.0, 4: 0.5, 5: 2.0}
+    table = np.array([class_weight.get(i, 1.0) for i in range(6)])
+    a = weighed.fit(
+        x,
+        y,
+        class_weight=class_weight,
+        batch_size=3,
+        epochs=2,
+        shuffle=False,
+        validation_data=(x, y),
+        verbose=0,
+    )
+    b = explicit.fit(
+        x,
+        y,
+        sample_weight=table[y],
+        batch_size=3,
+        epochs=2,
+        shuffle=False,
+        validation_data=(x, y),
+        verbose=0,
+    )
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+    # As in Keras, class weights apply to training only.
+    assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], rel=1e-5)
+    for left, right in zip(weighed.get_weights(), explicit.get_weights()):
+        np.testing.assert_allclose(left, right, atol=1e-6)
+    assert weighed._class_weights is None
+
+    # Batches from a dataset are weighed the same way.
+    streamed, explicit = (_token_model(teacher_force=True) for _ in range(2))
+    explicit.set_weights(streamed.get_weights())
+    explicit.fit(x, y, sample_weight=table[y], batch_size=3, shuffle=False, verbose=0)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[3 * index : 3 * index + 3], y[3 * index : 3 * index + 3]
+
+    streamed.fit(Batches(), class_weight=class_weight, shuffle=False, verbose=0)
+    for left, right in zip(streamed.get_weights(), explicit.get_weights()):
+        np.testing.assert_allclose(left, right, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "class_weight, match",
+    [
+        ({6: 1.0}, r"keys of `class_weight` must be target ids in \[0, "),
+        ({"a": 1.0}, r"Received the key 'a'"),
+        ({1: -1.0}, r"`class_weight\[1\]` must be a real number >= 0"),
+        ([1.0, 2.0], r"`class_weight` must be a dict"),
+    ],
+)
+def test_bad_class_weights_raise_value_error(class_weight, match):
+    x, y = _padded_token_data()
+    with pytest.raises(ValueError, match=match):
+        _token_model().fit(x, y, class_weight=class_weight, verbose=0)
+
+
+def test_class_weights_of_vector_models_point_to_sample_weight():
+    model = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`class_weight` weighs target ids.*sample"):
+        model.fit(_rand(6, 4, 3), _rand(6, 3, 2), class_weight={0: 1.0}, verbose=0)

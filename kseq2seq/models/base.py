@@ -1,5 +1,8 @@
 """`Seq2SeqModel`: the model every builder makes, encoder -> bridge -> decoder."""
 
+import contextlib
+import inspect
+
 import keras
 import numpy as np
 from keras import ops
@@ -47,6 +50,8 @@ class Seq2SeqModel(keras.Model):
         self.spec = spec
         self._arguments = _saved_arguments(spec, arguments or {})
         self._checks = DataChecks(spec, type(self).__name__)
+        # One weight per target id while `fit` trains with `class_weight`.
+        self._class_weights = None
         # The model consumes the input mask; its outputs are not masked.
         self.supports_masking = True
         self.bridge, self.input_embedding, self.encoder, self.decoder = make_layers(
@@ -174,9 +179,22 @@ class Seq2SeqModel(keras.Model):
 
     # The trainer's entry points and hooks.
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(self, *args, **kwargs):
+        """Trains the model: `keras.Model.fit`, with per-token class weights.
+
+        For token outputs `class_weight={id: weight}` weighs each target
+        position by the weight of the id it holds (ids left out weigh 1; padded
+        positions still count in neither the loss nor the metrics), multiplied
+        by `sample_weight` if both are given. `sample_weight` may hold one
+        weight per sequence, `(batch,)` or `(batch, 1)`, or one per target
+        step, `(batch, output_length)`. Arrays are checked as a whole before
+        training starts.
+        """
+        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
+        class_weights = self._checks.class_weights(arguments.pop("class_weight", None))
+        x, y = arguments.get("x"), arguments.get("y")
         checked = self._checks.whole(x, y, needs_targets=True)
-        validation = kwargs.get("validation_data")
+        validation = arguments.get("validation_data")
         if isinstance(validation, (list, tuple)) and len(validation) >= 2:
             checked &= self._checks.whole(
                 validation[0],
@@ -185,8 +203,8 @@ class Seq2SeqModel(keras.Model):
             )
         elif validation is not None:
             checked = False
-        with self._checks.checked_up_front(checked):
-            return super().fit(x, y, *args, **kwargs)
+        with self._checks.checked_up_front(checked), self._weighing(class_weights):
+            return super().fit(**arguments)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         if kwargs.get("_use_cached_eval_dataset"):
@@ -200,6 +218,27 @@ class Seq2SeqModel(keras.Model):
         with self._checks.checked_up_front(self._checks.whole(x)):
             return super().predict(x, *args, **kwargs)
 
+    def train_on_batch(
+        self, x, y=None, sample_weight=None, class_weight=None, return_dict=False
+    ):
+        """`keras.Model.train_on_batch`, with `class_weight` as in `fit`."""
+        with self._weighing(self._checks.class_weights(class_weight)):
+            return super().train_on_batch(
+                x, y, sample_weight=sample_weight, return_dict=return_dict
+            )
+
+    @contextlib.contextmanager
+    def _weighing(self, class_weights):
+        """Weighs the training steps' target ids by `class_weights` (`None`,
+        or one weight per id)."""
+        if class_weights is not None:
+            class_weights = ops.convert_to_tensor(class_weights)
+        previous, self._class_weights = self._class_weights, class_weights
+        try:
+            yield
+        finally:
+            self._class_weights = previous
+
     def training_inputs(self, x, y):
         """What the model reads in a training step: `[x, y]` for a
         teacher-forced model given targets, `x` otherwise."""
@@ -210,10 +249,25 @@ class Seq2SeqModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        inputs = self.training_inputs(x, y)
-        if inputs is not x:
-            data = keras.utils.pack_x_y_sample_weight(inputs, y, sample_weight)
+        sample_weight = self._checks.sample_weight(sample_weight)
+        if self._class_weights is not None and y is not None:
+            # Checked before the ids index the weights.
+            self._checks.target("y", y)
+            weights = ops.take(self._class_weights, ops.cast(y, "int32"))
+            sample_weight = (
+                weights if sample_weight is None else weights * sample_weight
+            )
+        data = keras.utils.pack_x_y_sample_weight(
+            self.training_inputs(x, y), y, sample_weight
+        )
         return super().train_step(data)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = self._checks.sample_weight(sample_weight)
+        return super().test_step(
+            keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -222,11 +276,16 @@ class Seq2SeqModel(keras.Model):
             # The one place every batch's targets pass through: training and
             # evaluation steps, and Keras' symbolic build before them.
             self._checks.target("y", y)
+        sample_weight = self._checks.sample_weight(sample_weight)
         if self.token_outputs and y is not None:
             # Padded target positions count in neither the loss nor the
             # metrics: Keras' losses and metrics honour the mask that a
             # tensor carries as `_keras_mask`.
             y_pred._keras_mask = ops.not_equal(y, 0)
+            if sample_weight is not None:
+                # The loss scales the weights by the mask in place, and the
+                # weighted metrics read them afterwards.
+                sample_weight = ops.copy(sample_weight)
         return super().compute_loss(
             x=x,
             y=y,

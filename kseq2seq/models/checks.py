@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from keras import ops
 
+from kseq2seq import _validate
+
 
 class DataChecks:
     """The input and target rules of one model.
@@ -187,6 +189,62 @@ class DataChecks:
                 f"{names[1]}=None"
             )
         return all_arrays
+
+    def sample_weight(self, sample_weight):
+        """`sample_weight` in the shape the loss can read.
+
+        One weight per sequence, `(batch,)` or `(batch, 1)`, or one per
+        target step, `(batch, output_length)`. A sequence's weight is spread
+        over its steps for token outputs: Keras multiplies the weights by the
+        padding mask in place, which cannot broadcast.
+        """
+        if sample_weight is None:
+            return None
+        if not hasattr(sample_weight, "shape"):
+            sample_weight = ops.convert_to_tensor(sample_weight)
+        shape, length = tuple(sample_weight.shape), self.spec.output_length
+        if shape[1:] == (length,):
+            return sample_weight
+        if len(shape) == 1 or shape[1:] == (1,):
+            sample_weight = ops.reshape(sample_weight, (-1, 1))
+            if self.spec.token_outputs:
+                sample_weight = ops.tile(sample_weight, (1, length))
+            return sample_weight
+        raise ValueError(
+            "`sample_weight` must have shape (batch,) or (batch, 1), one weight "
+            "per sequence, or (batch, output_length) = (batch, "
+            f"{length}), one per target step. Received: sample_weight.shape={shape}"
+        )
+
+    def class_weights(self, class_weight):
+        """The weight of every target id, `(output_vocab_size,)`, from a
+        `class_weight` dict `{id: weight}`; ids left out weigh 1."""
+        if class_weight is None:
+            return None
+        received = f"Received: class_weight={_short_repr(class_weight)}"
+        if not self.spec.token_outputs:
+            raise ValueError(
+                "`class_weight` weighs target ids and needs token outputs "
+                "(`output_vocab_size`): vector targets are not classes. Weigh "
+                "the targets with `sample_weight` of shape (batch,), (batch, 1) "
+                "or (batch, output_length) instead; for one-hot targets "
+                f"`weights[y.argmax(-1)]` gives one weight per step. {received}"
+            )
+        vocab_size = self.spec.output_vocab_size
+        if not isinstance(class_weight, dict):
+            raise ValueError(
+                f"`class_weight` must be a dict {{target id: weight}}. {received}"
+            )
+        table = np.ones((vocab_size,), "float32")
+        for key, weight in class_weight.items():
+            if not _validate.is_int(key) or not 0 <= key < vocab_size:
+                raise ValueError(
+                    "The keys of `class_weight` must be target ids in [0, "
+                    f"output_vocab_size) = [0, {vocab_size}). Received the key "
+                    f"{key!r}"
+                )
+            table[key] = _validate.real(f"class_weight[{key}]", weight, minimum=0)
+        return table
 
     @contextlib.contextmanager
     def checked_up_front(self, checked):
@@ -390,3 +448,12 @@ def is_pair(value):
         and len(value) == 2
         and all(is_array(v) for v in value)
     )
+
+
+def _short_repr(value, limit=80):
+    """`repr(value)`, or its type and size when that would be long."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" of {len(value)} entries" if hasattr(value, "__len__") else ""
+    return f"a {type(value).__name__}{size}"
