@@ -350,6 +350,25 @@ def test_loading_without_importing_kseq2seq_names_the_class(saved_model):
     assert "Could not locate class 'Seq2Seq'" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["model.h5", "model.hdf5"])
+def test_saving_to_the_legacy_hdf5_format_is_refused(tmp_path, name):
+    """Keras writes the file, but it would not load back as a kseq2seq model."""
+    model = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`\.keras` format.*filepath='.*\.h(df)?5'"):
+        model.save(str(tmp_path / name))
+    with pytest.raises(ValueError, match=r"model\.save\('model\.keras'\)"):
+        model.save(tmp_path / name)
+    assert not (tmp_path / name).exists()
+    # The weights alone save to HDF5 and load back.
+    model.save_weights(tmp_path / "model.weights.h5")
+    restored = Seq2Seq(**SMALL)
+    restored.load_weights(tmp_path / "model.weights.h5")
+    x = _rand(2, 4, 3)
+    np.testing.assert_array_equal(
+        restored.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
 # ---------------------------------------------------------------------------
 # 4. The same seed gives the same weights and predictions.
 # ---------------------------------------------------------------------------

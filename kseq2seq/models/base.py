@@ -407,6 +407,23 @@ class Seq2SeqModel(keras.Model):
         ids, scores = search(self.decoder.decode_step, state, start_ids, self.end_id)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
 
+    def save(self, filepath, *args, **kwargs):
+        """Saves the model to a `.keras` file; see `keras.Model.save`.
+
+        Keras' legacy HDF5 format (`.h5`, `.hdf5`) is refused: its files do
+        not load back as kseq2seq models.
+        """
+        if str(filepath).endswith((".h5", ".hdf5")):
+            raise ValueError(
+                "kseq2seq models save to the `.keras` format: a legacy HDF5 "
+                'file does not load back (`load_model` fails with "Unknown '
+                'layer"). Save to a `.keras` file, e.g. '
+                "`model.save('model.keras')`, or save the weights alone with "
+                f"`model.save_weights('model.weights.h5')`. Received: "
+                f"filepath={str(filepath)!r}"
+            )
+        return super().save(filepath, *args, **kwargs)
+
     def get_config(self):
         # Not chained to keras.Model: the config of a builder is its own
         # arguments, so `from_config` rebuilds the same class.
