@@ -896,3 +896,59 @@ def test_class_weights_of_vector_models_point_to_sample_weight():
     model = Seq2Seq(**SMALL)
     with pytest.raises(ValueError, match=r"`class_weight` weighs target ids.*sample"):
         model.fit(_rand(6, 4, 3), _rand(6, 3, 2), class_weight={0: 1.0}, verbose=0)
+
+
+# ---------------------------------------------------------------------------
+# 9. TensorBoard logs without TensorFlow.
+# ---------------------------------------------------------------------------
+
+
+def test_tensorboard_callback_logs_the_metrics_of_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from kseq2seq.callbacks import TensorBoard
+
+    model = Seq2Seq(**SMALL)
+    model.compile(loss="mse", metrics=["mae"])
+    x, y = _rand(12, 4, 3), _rand(12, 3, 2, seed=1)
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        validation_data=(x[:4], y[:4]),
+        callbacks=[TensorBoard(tmp_path, update_freq=2)],
+        verbose=0,
+    )
+
+    def scalars(run):
+        events = event_accumulator.EventAccumulator(str(tmp_path / run))
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        return {tag: [(s.step, s.value) for s in events.Scalars(tag)] for tag in tags}
+
+    train, validation = scalars("train"), scalars("validation")
+    for name in ("loss", "mae"):
+        logged = train[f"epoch_{name}"]
+        assert [step for step, _ in logged] == [0, 1, 2]
+        np.testing.assert_allclose(
+            [value for _, value in logged], history.history[name], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            [value for _, value in validation[f"epoch_{name}"]],
+            history.history[f"val_{name}"],
+            rtol=1e-6,
+        )
+    # Three batches an epoch, logged every second one.
+    assert [step for step, _ in train["batch_loss"]] == [2, 4, 6, 8]
+
+
+def test_tensorboard_callback_without_the_package_says_what_to_install(monkeypatch):
+    from kseq2seq.callbacks import TensorBoard
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match=r"pip install tensorboard.*CSVLogger"):
+        TensorBoard()
+    with pytest.raises(ValueError, match=r"`update_freq` must be a positive int"):
+        TensorBoard(update_freq=0)
