@@ -179,7 +179,7 @@ class Seq2SeqModel(keras.Model):
 
     # The trainer's entry points and hooks.
 
-    def fit(self, *args, **kwargs):
+    def fit(self, x=None, y=None, *args, **kwargs):
         """Trains the model: `keras.Model.fit`, with per-token class weights.
 
         For token outputs `class_weight={id: weight}` weighs each target
@@ -190,9 +190,9 @@ class Seq2SeqModel(keras.Model):
         step, `(batch, output_length)`. Arrays are checked as a whole before
         training starts.
         """
-        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
+        signature = inspect.signature(super().fit)
+        arguments = signature.bind(x, y, *args, **kwargs).arguments
         class_weights = self._checks.class_weights(arguments.pop("class_weight", None))
-        x, y = arguments.get("x"), arguments.get("y")
         checked = self._checks.whole(x, y, needs_targets=True)
         validation = arguments.get("validation_data")
         if isinstance(validation, (list, tuple)) and len(validation) >= 2:

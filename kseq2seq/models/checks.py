@@ -1,8 +1,10 @@
 """The rules a model's inputs and targets follow, each written once.
 
-`DataChecks` holds them for one model: the shapes of `x` and `y`, token ids
-inside the vocabularies, and, with `check_inputs=True`, finite values. The
-model calls it at its public edges: `fit`, `evaluate` and `predict` check
+`DataChecks` holds them for one model: the shapes of `x` and `y`, arrays of
+numbers rather than text or Python lists, token ids that are whole numbers
+inside the vocabularies, with `check_inputs=True` finite values, and the
+shapes of `sample_weight` and `class_weight`. The model calls it at its
+public edges: `fit`, `evaluate` and `predict` check
 whole arrays once (so an error names an index in the array, not in a
 shuffled batch), and the trainer's steps check each batch's shapes, and
 its values only where the whole data could not be checked up front
