@@ -4,6 +4,7 @@ from kseq2seq._backend import select_torch_backend
 
 select_torch_backend()
 
+from kseq2seq import callbacks  # noqa: E402, F401
 from kseq2seq.layers import BahdanauAttention  # noqa: E402
 from kseq2seq.layers import LuongAttention  # noqa: E402
 from kseq2seq.layers import RecurrentDecoder  # noqa: E402

@@ -8,6 +8,7 @@ and its layers only read the frozen result.
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -303,15 +304,25 @@ def input_batch_shape(
             f"Received: input_dim={input_dim!r}"
         )
     rank = 2 if tokens else 3
+    # The arguments that lose to the one that wins, with the value it sets.
     if batch_input_shape is not None:
         values = _shape("batch_input_shape", batch_input_shape, rank)
         names = [f"batch_input_shape[{i}]" for i in range(rank)]
+        winner = ("batch_input_shape", batch_input_shape)
+        losers = [("batch_size", batch_size, values[0])]
+        losers += [("input_shape", input_shape, values[1:])]
+        losers += [("input_length", input_length, values[1])]
+        losers += [("input_dim", input_dim, values[-1])]
     elif input_shape is not None:
         values = (batch_size,) + _shape("input_shape", input_shape, rank - 1)
         names = ["batch_size"] + [f"input_shape[{i}]" for i in range(rank - 1)]
+        winner = ("input_shape", input_shape)
+        losers = [("input_length", input_length, values[1])]
+        losers += [("input_dim", input_dim, values[-1])]
     elif tokens or input_dim is not None:
         values = (batch_size, input_length, input_dim)[:rank]
         names = ["batch_size", "input_length", "input_dim"][:rank]
+        losers = []
     else:
         raise ValueError(
             "The model needs the shape of its input. Pass `input_dim` (and "
@@ -319,6 +330,17 @@ def input_batch_shape(
             "input_dim)` or `batch_input_shape=(batch_size, input_length, "
             "input_dim)`. Received none of them."
         )
+    for name, given, used in losers:
+        if isinstance(given, list):
+            given = tuple(given)
+        if given is not None and given != used:
+            warnings.warn(
+                f"`{winner[0]}={winner[1]!r}` takes precedence over "
+                f"`{name}={given!r}`, which is ignored. Pass only one of them.",
+                UserWarning,
+                # Raised for the call of the builder.
+                stacklevel=4,
+            )
     # The batch size and the length may vary; the feature size may not.
     return tuple(
         _validate.positive_int(name, value, allow_none=axis < 2)

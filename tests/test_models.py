@@ -2,6 +2,8 @@
 AttentionSeq2Seq (reference API of farizrahman4u/seq2seq on Keras 3)."""
 
 import inspect
+import re
+import warnings
 
 import keras
 import numpy as np
@@ -235,6 +237,7 @@ def test_hidden_dim_defaults_to_output_dim():
         "input_shape-list",
     ],
 )
+@pytest.mark.filterwarnings("ignore:.*takes precedence:UserWarning")
 def test_shape_precedence(shape_kwargs, expected):
     batch = expected[0] or 2
     length = expected[1] or 4
@@ -247,6 +250,64 @@ def test_shape_precedence(shape_kwargs, expected):
         # The losing feature size is rejected.
         with pytest.raises(ValueError, match="input_dim"):
             _predict(model, _rand(batch, length, losing_dim), batch_size=batch)
+
+
+@pytest.mark.parametrize(
+    "shape_kwargs, winner, ignored",
+    [
+        (dict(input_dim=5, input_shape=(7, 6)), "input_shape=(7, 6)", "input_dim=5"),
+        (
+            dict(input_shape=[7, 6], input_length=3),
+            "input_shape=[7, 6]",
+            "input_length=3",
+        ),
+        (
+            dict(batch_input_shape=(None, 7, 6), batch_size=4),
+            "batch_input_shape=(None, 7, 6)",
+            "batch_size=4",
+        ),
+        (
+            dict(batch_input_shape=(2, 7, 6), input_shape=(7, 5)),
+            "batch_input_shape=(2, 7, 6)",
+            "input_shape=(7, 5)",
+        ),
+        (
+            dict(batch_input_shape=(2, 7, 6), input_dim=5),
+            "batch_input_shape=(2, 7, 6)",
+            "input_dim=5",
+        ),
+        (
+            dict(input_vocab_size=9, batch_input_shape=(2, 7), input_length=3),
+            "batch_input_shape=(2, 7)",
+            "input_length=3",
+        ),
+    ],
+)
+def test_conflicting_shape_arguments_warn_which_one_is_ignored(
+    shape_kwargs, winner, ignored
+):
+    message = re.escape(f"`{winner}` takes precedence over `{ignored}`, which is")
+    with pytest.warns(UserWarning, match=message) as record:
+        model = Seq2Seq(output_dim=2, output_length=3, hidden_dim=4, **shape_kwargs)
+    assert len(record) == 1
+    assert record[0].filename == __file__  # points at the builder's call
+    assert model.spec.batch_input_shape[-1] in (6, 7)
+
+
+@pytest.mark.parametrize(
+    "shape_kwargs",
+    [
+        dict(input_dim=6, input_shape=(7, 6), input_length=7, batch_size=2),
+        dict(batch_input_shape=[2, 7, 6], input_shape=(7, 6), batch_size=2),
+        dict(batch_input_shape=(None, 7, 6), input_dim=6, input_length=7),
+        dict(input_vocab_size=9, batch_input_shape=(2, 7), input_length=7),
+        dict(input_dim=6, input_length=7, batch_size=2),
+    ],
+)
+def test_agreeing_shape_arguments_do_not_warn(shape_kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Seq2Seq(output_dim=2, output_length=3, hidden_dim=4, **shape_kwargs)
 
 
 def test_depth_accepts_a_list():

@@ -350,6 +350,25 @@ def test_loading_without_importing_kseq2seq_names_the_class(saved_model):
     assert "Could not locate class 'Seq2Seq'" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["model.h5", "model.hdf5"])
+def test_saving_to_the_legacy_hdf5_format_is_refused(tmp_path, name):
+    """Keras writes the file, but it would not load back as a kseq2seq model."""
+    model = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`\.keras` format.*filepath='.*\.h(df)?5'"):
+        model.save(str(tmp_path / name))
+    with pytest.raises(ValueError, match=r"model\.save\('model\.keras'\)"):
+        model.save(tmp_path / name)
+    assert not (tmp_path / name).exists()
+    # The weights alone save to HDF5 and load back.
+    model.save_weights(tmp_path / "model.weights.h5")
+    restored = Seq2Seq(**SMALL)
+    restored.load_weights(tmp_path / "model.weights.h5")
+    x = _rand(2, 4, 3)
+    np.testing.assert_array_equal(
+        restored.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
 # ---------------------------------------------------------------------------
 # 4. The same seed gives the same weights and predictions.
 # ---------------------------------------------------------------------------
@@ -539,3 +558,397 @@ def test_fit_from_a_torch_data_loader_that_streams(cls):
     assert np.isfinite(history.history["loss"]).all()
     x, y = next(iter(loader))
     assert model.predict(x.numpy(), verbose=0).shape == tuple(y.shape)
+
+
+# ---------------------------------------------------------------------------
+# 7. Token ids that are not whole numbers, text and Python lists: clear errors.
+# ---------------------------------------------------------------------------
+
+
+def _token_model(**kwargs):
+    return Seq2Seq(
+        input_vocab_size=10,
+        output_vocab_size=6,
+        hidden_dim=4,
+        output_length=3,
+        **kwargs,
+    )
+
+
+def _token_data(batch=6):
+    rng = np.random.default_rng(0)
+    return rng.integers(1, 10, (batch, 5)), rng.integers(1, 6, (batch, 3))
+
+
+def test_fractional_and_boolean_token_ids_are_refused():
+    model = _token_model()
+    x, y = _token_data()
+    fractional = x.astype("float32")
+    fractional[3, 2] = 0.7
+    with pytest.raises(
+        ValueError, match=r"`x` must hold whole-number.*x\[3, 2\] = 0.7"
+    ):
+        model.predict(fractional, verbose=0)
+    with pytest.raises(ValueError, match=r"whole-number.*x\[3, 2\] = 0.7"):
+        model(torch.as_tensor(fractional))
+    fractional_y = y.astype("float64")
+    fractional_y[1, 0] = 2.5
+    with pytest.raises(
+        ValueError, match=r"`y` must hold whole-number.*y\[1, 0\] = 2.5"
+    ):
+        model.fit(x, fractional_y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"`x` must hold integer token ids, not bool"):
+        model.predict(x > 4, verbose=0)
+    with pytest.raises(ValueError, match=r"`y` must hold integer token ids, not bool"):
+        model.evaluate(x, y > 2, verbose=0)
+    nan = x.astype("float32")
+    nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x\[0, 0\] = nan"):
+        model.predict(nan, verbose=0)
+
+
+def test_whole_number_float_ids_are_read_as_integers():
+    model = _token_model(teacher_force=True)
+    x, y = _token_data()
+    np.testing.assert_array_equal(
+        model.predict(x.astype("float64"), verbose=0), model.predict(x, verbose=0)
+    )
+    as_ints = model.evaluate(x, y, verbose=0, return_dict=True)
+    as_floats = model.evaluate(
+        x.astype("float32"), y.astype("float32"), verbose=0, return_dict=True
+    )
+    assert as_ints == pytest.approx(as_floats, abs=1e-6)
+    model.fit(x.astype("float32"), y.astype("float32"), epochs=1, verbose=0)
+
+
+def test_fractional_ids_from_a_dataset_are_refused_batch_by_batch():
+    model = _token_model()
+    x, y = _token_data()
+    fractional = x.astype("float32")
+    fractional[4, 1] = 3.25
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            rows = slice(3 * index, 3 * index + 3)
+            return fractional[rows], y[rows]
+
+    with pytest.raises(ValueError, match=r"x\[1, 1\] = 3.25"):
+        model.fit(Batches(), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (["hello", "world"], r"`x` must be an array of shape \(batch, input_length\)"),
+        (np.array(["hello", "world"]), r"x.dtype=<U5"),
+        ([["a", "b"], ["c", "d"]], r"token ids, not text"),
+        ("hello", r"of type str"),
+    ],
+    ids=["list", "array", "nested", "str"],
+)
+def test_text_points_to_the_vocabulary(data, match):
+    model = _token_model()
+    with pytest.raises(ValueError, match=match) as error:
+        model.predict(data, verbose=0)
+    assert "kseq2seq.Vocabulary.encode" in str(error.value)
+    with pytest.raises(ValueError, match=r"`y` .*kseq2seq.Vocabulary.encode"):
+        model.fit(_token_data()[0], np.array([["a", "b", "c"]] * 6), verbose=0)
+
+
+def test_text_given_to_a_vector_model_is_refused():
+    model = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`x` .*\(batch, input_length, 3\).*not text"):
+        model.predict(np.full((2, 4, 3), "a"), verbose=0)
+
+
+def test_python_lists_name_the_argument_and_the_shape_without_dumping_them():
+    model = _token_model()
+    ragged = [[1, 2, 3]] * 500 + [[4, 5]]
+    with pytest.raises(ValueError) as error:
+        model.predict(ragged, verbose=0)
+    message = str(error.value)
+    assert "`x` must be an array of shape (batch, input_length) token ids" in message
+    assert "list of 501 items" in message and "pad_sequences" in message
+    assert len(message) < 300
+    with pytest.raises(
+        ValueError, match=r"list of 2 items: convert it with `np.asarray`"
+    ):
+        model.predict([[1, 2, 3], [4, 5, 6]], verbose=0)
+    x, y = _token_data()
+    with pytest.raises(
+        ValueError, match=r"`y` must be a NumPy array.*\(batch, 3\) ids"
+    ):
+        model.fit(x, y.tolist(), verbose=0)
+    with pytest.raises(ValueError, match=r"dtype=object.*pad_sequences"):
+        model.predict(np.array([[1, 2], [3]], dtype=object), verbose=0)
+    vectors = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`x` .*\(batch, input_length, 3\)"):
+        vectors.predict([[[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]] * 2], verbose=0)
+
+
+def test_missing_targets_name_the_expected_shape():
+    model = Seq2Seq(**SMALL)
+    x = _rand(6, 4, 3)
+    message = r"needs targets `y` of shape .* = \(batch, 3, 2\).*Received: y=None"
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, None, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        model.evaluate(x, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"needs targets `y` of shape .*\(batch, 3\) ids"
+    ):
+        _token_model(teacher_force=True).fit(list(_token_data()), verbose=0)
+
+
+# ---------------------------------------------------------------------------
+# 8. sample_weight per sequence or per step, class_weight per target id.
+# ---------------------------------------------------------------------------
+
+
+def _padded_token_data(batch=6):
+    """Targets with a different number of padded positions in every row."""
+    x, y = _token_data(batch)
+    for row in range(batch):
+        y[row, 3 - row % 3 :] = 0
+    y[:, 0] = np.maximum(y[:, 0], 1)
+    return x, y
+
+
+def _cross_entropy(model, x, y):
+    probabilities = model.predict(x, verbose=0)
+    picked = np.take_along_axis(probabilities, y[..., None], axis=-1)[..., 0]
+    return -np.log(picked), probabilities.argmax(-1) == y
+
+
+def _reference(losses, correct, weights, mask, batch_size):
+    """Keras' masked, weighted loss and accuracies, batch by batch.
+
+    The loss of a batch is sum(loss * weight) over its valid positions
+    divided by their number, and the loss is the mean over batches weighted
+    by their size; the accuracy of `metrics` ignores the weights, that of
+    `weighted_metrics` is their weighted mean.
+    """
+    batch_losses, sizes = [], []
+    for start in range(0, len(losses), batch_size):
+        rows = slice(start, start + batch_size)
+        valid = mask[rows]
+        batch_losses.append((losses[rows] * weights[rows])[valid].sum() / valid.sum())
+        sizes.append(valid.shape[0])
+    return {
+        "loss": np.average(batch_losses, weights=sizes),
+        "sparse_categorical_accuracy": correct[mask].mean(),
+        "weighted_sparse_categorical_accuracy": (
+            (correct * weights)[mask].sum() / weights[mask].sum()
+        ),
+    }
+
+
+def _weighted_token_model(**kwargs):
+    model = _token_model(**kwargs)
+    model.compile(
+        metrics=["sparse_categorical_accuracy"],
+        weighted_metrics=["sparse_categorical_accuracy"],
+    )
+    return model
+
+
+@pytest.mark.parametrize("batch_size", [6, 4])
+def test_token_sample_weights_per_sequence_or_per_step_match_numpy(batch_size):
+    model = _weighted_token_model()
+    x, y = _padded_token_data()
+    losses, correct = _cross_entropy(model, x, y)
+    per_sequence = np.random.default_rng(2).uniform(0.5, 2.0, size=6)
+    per_step = np.random.default_rng(3).uniform(0.5, 2.0, size=(6, 3))
+    for weights, expected_weights in [
+        (per_sequence, np.repeat(per_sequence[:, None], 3, axis=1)),
+        (per_sequence[:, None], np.repeat(per_sequence[:, None], 3, axis=1)),
+        (per_step, per_step),
+    ]:
+        logs = model.evaluate(
+            x,
+            y,
+            sample_weight=weights,
+            batch_size=batch_size,
+            verbose=0,
+            return_dict=True,
+        )
+        expected = _reference(losses, correct, expected_weights, y != 0, batch_size)
+        assert logs == pytest.approx(expected, rel=1e-5)
+    model.fit(x, y, sample_weight=per_sequence, batch_size=4, epochs=1, verbose=0)
+
+
+def test_vector_sample_weights_per_sequence_match_numpy():
+    model = Seq2Seq(**SMALL)
+    model.compile(loss="mse", weighted_metrics=["mae"])
+    x, y = _rand(6, 4, 3), _rand(6, 3, 2, seed=1)
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, size=6)
+    errors = model.predict(x, verbose=0) - y
+    expected_loss = (np.mean(errors**2, axis=-1) * weights[:, None]).mean()
+    expected_mae = np.average(
+        np.abs(errors).mean(-1), weights=np.repeat(weights[:, None], 3, axis=1)
+    )
+    for given in (weights, weights[:, None]):
+        logs = model.evaluate(
+            x, y, sample_weight=given, batch_size=6, verbose=0, return_dict=True
+        )
+        assert logs["loss"] == pytest.approx(expected_loss, rel=1e-5)
+        assert logs["mae"] == pytest.approx(expected_mae, rel=1e-5)
+    model.fit(x, y, sample_weight=weights, batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"`sample_weight` must have shape.*\(6, 3, 2\)"
+    ):
+        model.fit(x, y, sample_weight=np.ones((6, 3, 2)), verbose=0)
+
+
+def test_token_class_weights_weigh_each_target_position_by_its_id():
+    model = _weighted_token_model()
+    x, y = _padded_token_data()
+    class_weight = {1: 3.0, 4: 0.5, 5: 2.0}
+    table = np.array([class_weight.get(i, 1.0) for i in range(6)])
+    losses, correct = _cross_entropy(model, x, y)
+    expected = _reference(losses, correct, table[y], y != 0, batch_size=6)
+    logs = model.train_on_batch(x, y, class_weight=class_weight, return_dict=True)
+    assert logs == pytest.approx(expected, rel=1e-5)
+
+    # With sample_weight too, the weights multiply.
+    model = _weighted_token_model()
+    per_sequence = np.random.default_rng(2).uniform(0.5, 2.0, size=6)
+    losses, correct = _cross_entropy(model, x, y)
+    weights = table[y] * per_sequence[:, None]
+    expected = _reference(losses, correct, weights, y != 0, batch_size=6)
+    logs = model.train_on_batch(
+        x, y, sample_weight=per_sequence, class_weight=class_weight, return_dict=True
+    )
+    assert logs == pytest.approx(expected, rel=1e-5)
+
+
+def test_fit_with_class_weights_trains_as_the_same_per_step_sample_weights():
+    keras.utils.set_random_seed(0)
+    weighed = _token_model(teacher_force=True)
+    explicit = _token_model(teacher_force=True)
+    explicit.set_weights(weighed.get_weights())
+    x, y = _padded_token_data()
+    class_weight = {1: 3.0, 4: 0.5, 5: 2.0}
+    table = np.array([class_weight.get(i, 1.0) for i in range(6)])
+    a = weighed.fit(
+        x,
+        y,
+        class_weight=class_weight,
+        batch_size=3,
+        epochs=2,
+        shuffle=False,
+        validation_data=(x, y),
+        verbose=0,
+    )
+    b = explicit.fit(
+        x,
+        y,
+        sample_weight=table[y],
+        batch_size=3,
+        epochs=2,
+        shuffle=False,
+        validation_data=(x, y),
+        verbose=0,
+    )
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+    # As in Keras, class weights apply to training only.
+    assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], rel=1e-5)
+    for left, right in zip(weighed.get_weights(), explicit.get_weights()):
+        np.testing.assert_allclose(left, right, atol=1e-6)
+    assert weighed._class_weights is None
+
+    # Batches from a dataset are weighed the same way.
+    streamed, explicit = (_token_model(teacher_force=True) for _ in range(2))
+    explicit.set_weights(streamed.get_weights())
+    explicit.fit(x, y, sample_weight=table[y], batch_size=3, shuffle=False, verbose=0)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[3 * index : 3 * index + 3], y[3 * index : 3 * index + 3]
+
+    streamed.fit(Batches(), class_weight=class_weight, shuffle=False, verbose=0)
+    for left, right in zip(streamed.get_weights(), explicit.get_weights()):
+        np.testing.assert_allclose(left, right, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "class_weight, match",
+    [
+        ({6: 1.0}, r"keys of `class_weight` must be target ids in \[0, "),
+        ({"a": 1.0}, r"Received the key 'a'"),
+        ({1: -1.0}, r"`class_weight\[1\]` must be a real number >= 0"),
+        ([1.0, 2.0], r"`class_weight` must be a dict"),
+    ],
+)
+def test_bad_class_weights_raise_value_error(class_weight, match):
+    x, y = _padded_token_data()
+    with pytest.raises(ValueError, match=match):
+        _token_model().fit(x, y, class_weight=class_weight, verbose=0)
+
+
+def test_class_weights_of_vector_models_point_to_sample_weight():
+    model = Seq2Seq(**SMALL)
+    with pytest.raises(ValueError, match=r"`class_weight` weighs target ids.*sample"):
+        model.fit(_rand(6, 4, 3), _rand(6, 3, 2), class_weight={0: 1.0}, verbose=0)
+
+
+# ---------------------------------------------------------------------------
+# 9. TensorBoard logs without TensorFlow.
+# ---------------------------------------------------------------------------
+
+
+def test_tensorboard_callback_logs_the_metrics_of_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from kseq2seq.callbacks import TensorBoard
+
+    model = Seq2Seq(**SMALL)
+    model.compile(loss="mse", metrics=["mae"])
+    x, y = _rand(12, 4, 3), _rand(12, 3, 2, seed=1)
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        validation_data=(x[:4], y[:4]),
+        callbacks=[TensorBoard(tmp_path, update_freq=2)],
+        verbose=0,
+    )
+
+    def scalars(run):
+        events = event_accumulator.EventAccumulator(str(tmp_path / run))
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        return {tag: [(s.step, s.value) for s in events.Scalars(tag)] for tag in tags}
+
+    train, validation = scalars("train"), scalars("validation")
+    for name in ("loss", "mae"):
+        logged = train[f"epoch_{name}"]
+        assert [step for step, _ in logged] == [0, 1, 2]
+        np.testing.assert_allclose(
+            [value for _, value in logged], history.history[name], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            [value for _, value in validation[f"epoch_{name}"]],
+            history.history[f"val_{name}"],
+            rtol=1e-6,
+        )
+    # Three batches an epoch, logged every second one.
+    assert [step for step, _ in train["batch_loss"]] == [2, 4, 6, 8]
+
+
+def test_tensorboard_callback_without_the_package_says_what_to_install(monkeypatch):
+    from kseq2seq.callbacks import TensorBoard
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match=r"pip install tensorboard.*CSVLogger"):
+        TensorBoard()
+    with pytest.raises(ValueError, match=r"`update_freq` must be a positive int"):
+        TensorBoard(update_freq=0)

@@ -466,3 +466,60 @@ def test_token_models_default_to_a_fixed_hidden_width():
             output_length=3,
         )
         assert model.encoder.units == 128
+
+
+def _left_padded_batch():
+    """The sequences of `_padded_batch`, padded on the left as
+    `keras.utils.pad_sequences` does by default."""
+    ids, lengths = _padded_batch()
+    sequences = [list(row[:length]) for row, length in zip(ids, lengths)]
+    return keras.utils.pad_sequences(sequences, maxlen=6), lengths
+
+
+@pytest.mark.parametrize("reverse_input", [False, True])
+@pytest.mark.parametrize(
+    "builder, options",
+    [
+        ("simple", {}),
+        ("seq2seq", {"depth": 2, "bidirectional": True}),
+        ("attention", {"cell": "gru"}),
+    ],
+)
+def test_left_padded_batch_equals_each_sequence_alone(builder, options, reverse_input):
+    model = _token_model(builder, reverse_input=reverse_input, **options)
+    ids, lengths = _left_padded_batch()
+    assert (ids[1, :4] == 0).all()
+    batch = model.predict(ids, verbose=0)
+    for row, length in enumerate(lengths):
+        alone = model.predict(ids[row : row + 1, 6 - length :], verbose=0)
+        np.testing.assert_allclose(batch[row], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("reverse_input", [False, True])
+def test_padding_inside_a_sequence_is_skipped(reverse_input):
+    """Id 0 is padding wherever it is: the model reads the sequence without it."""
+    model = _token_model("attention", reverse_input=reverse_input)
+    holes = np.array([[5, 0, 4, 8, 0, 6], [0, 7, 0, 8, 0, 0]], "int32")
+    batch = model.predict(holes, verbose=0)
+    for row, ids in enumerate(holes):
+        alone = model.predict(ids[ids != 0][None], verbose=0)
+        np.testing.assert_allclose(batch[row], alone[0], atol=1e-5)
+
+
+def test_reverse_valid_steps_matches_numpy():
+    from kseq2seq.ops import reverse_valid_steps
+
+    rng = np.random.default_rng(0)
+    sequences = rng.normal(size=(64, 7, 3)).astype("float32")
+    mask = rng.random((64, 7)) < 0.6
+    mask[0], mask[1] = False, True
+    expected = sequences.copy()
+    for row in range(len(mask)):
+        valid = np.flatnonzero(mask[row])
+        expected[row, valid] = sequences[row, valid[::-1]]
+    reversed_ = keras.ops.convert_to_numpy(reverse_valid_steps(sequences, mask))
+    np.testing.assert_array_equal(reversed_, expected)
+    ids = keras.ops.convert_to_numpy(reverse_valid_steps(sequences[..., 0], mask))
+    np.testing.assert_array_equal(ids, expected[..., 0])
+    twice = reverse_valid_steps(reverse_valid_steps(sequences, mask), mask)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(twice), sequences)

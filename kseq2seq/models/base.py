@@ -1,6 +1,8 @@
 """`Seq2SeqModel`: the model every builder makes, encoder -> bridge -> decoder."""
 
+import contextlib
 import functools
+import inspect
 
 import keras
 import numpy as np
@@ -49,6 +51,8 @@ class Seq2SeqModel(keras.Model):
         self.spec = spec
         self._arguments = _saved_arguments(spec, arguments or {})
         self._checks = DataChecks(spec, type(self).__name__)
+        # One weight per target id while `fit` trains with `class_weight`.
+        self._class_weights = None
         # The model consumes the input mask; its outputs are not masked.
         self.supports_masking = True
         self.bridge, self.input_embedding, self.encoder, self.decoder = make_layers(
@@ -177,8 +181,21 @@ class Seq2SeqModel(keras.Model):
     # The trainer's entry points and hooks.
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        checked = self._checks.whole(x, y)
-        validation = kwargs.get("validation_data")
+        """Trains the model: `keras.Model.fit`, with per-token class weights.
+
+        For token outputs `class_weight={id: weight}` weighs each target
+        position by the weight of the id it holds (ids left out weigh 1; padded
+        positions still count in neither the loss nor the metrics), multiplied
+        by `sample_weight` if both are given. `sample_weight` may hold one
+        weight per sequence, `(batch,)` or `(batch, 1)`, or one per target
+        step, `(batch, output_length)`. Arrays are checked as a whole before
+        training starts.
+        """
+        signature = inspect.signature(super().fit)
+        arguments = signature.bind(x, y, *args, **kwargs).arguments
+        class_weights = self._checks.class_weights(arguments.pop("class_weight", None))
+        checked = self._checks.whole(x, y, needs_targets=True)
+        validation = arguments.get("validation_data")
         if isinstance(validation, (list, tuple)) and len(validation) >= 2:
             checked &= self._checks.whole(
                 validation[0],
@@ -187,16 +204,41 @@ class Seq2SeqModel(keras.Model):
             )
         elif validation is not None:
             checked = False
-        with self._checks.checked_up_front(checked):
-            return super().fit(x, y, *args, **kwargs)
+        with self._checks.checked_up_front(checked), self._weighing(class_weights):
+            return super().fit(**arguments)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        with self._checks.checked_up_front(self._checks.whole(x, y)):
+        if kwargs.get("_use_cached_eval_dataset"):
+            # `fit` evaluating its validation data, which it checked once.
+            return super().evaluate(x, y, *args, **kwargs)
+        checked = self._checks.whole(x, y, needs_targets=True)
+        with self._checks.checked_up_front(checked):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         with self._checks.checked_up_front(self._checks.whole(x)):
             return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(
+        self, x, y=None, sample_weight=None, class_weight=None, return_dict=False
+    ):
+        """`keras.Model.train_on_batch`, with `class_weight` as in `fit`."""
+        with self._weighing(self._checks.class_weights(class_weight)):
+            return super().train_on_batch(
+                x, y, sample_weight=sample_weight, return_dict=return_dict
+            )
+
+    @contextlib.contextmanager
+    def _weighing(self, class_weights):
+        """Weighs the training steps' target ids by `class_weights` (`None`,
+        or one weight per id)."""
+        if class_weights is not None:
+            class_weights = ops.convert_to_tensor(class_weights)
+        previous, self._class_weights = self._class_weights, class_weights
+        try:
+            yield
+        finally:
+            self._class_weights = previous
 
     def training_inputs(self, x, y):
         """What the model reads in a training step: `[x, y]` for a
@@ -208,10 +250,25 @@ class Seq2SeqModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        inputs = self.training_inputs(x, y)
-        if inputs is not x:
-            data = keras.utils.pack_x_y_sample_weight(inputs, y, sample_weight)
+        sample_weight = self._checks.sample_weight(sample_weight)
+        if self._class_weights is not None and y is not None:
+            # Checked before the ids index the weights.
+            self._checks.target("y", y)
+            weights = ops.take(self._class_weights, ops.cast(y, "int32"))
+            sample_weight = (
+                weights if sample_weight is None else weights * sample_weight
+            )
+        data = keras.utils.pack_x_y_sample_weight(
+            self.training_inputs(x, y), y, sample_weight
+        )
         return super().train_step(data)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = self._checks.sample_weight(sample_weight)
+        return super().test_step(
+            keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -220,11 +277,16 @@ class Seq2SeqModel(keras.Model):
             # The one place every batch's targets pass through: training and
             # evaluation steps, and Keras' symbolic build before them.
             self._checks.target("y", y)
+        sample_weight = self._checks.sample_weight(sample_weight)
         if self.token_outputs and y is not None:
             # Padded target positions count in neither the loss nor the
             # metrics: Keras' losses and metrics honour the mask that a
             # tensor carries as `_keras_mask`.
             y_pred._keras_mask = ops.not_equal(y, 0)
+            if sample_weight is not None:
+                # The loss scales the weights by the mask in place, and the
+                # weighted metrics read them afterwards.
+                sample_weight = ops.copy(sample_weight)
         return super().compute_loss(
             x=x,
             y=y,
@@ -391,6 +453,23 @@ class Seq2SeqModel(keras.Model):
         start_ids = ops.full((ops.shape(batch)[0],), self.start_id, "int32")
         ids, scores = search(self.decoder.decode_step, state, start_ids, self.end_id)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
+
+    def save(self, filepath, *args, **kwargs):
+        """Saves the model to a `.keras` file; see `keras.Model.save`.
+
+        Keras' legacy HDF5 format (`.h5`, `.hdf5`) is refused: its files do
+        not load back as kseq2seq models.
+        """
+        if str(filepath).endswith((".h5", ".hdf5")):
+            raise ValueError(
+                "kseq2seq models save to the `.keras` format: a legacy HDF5 "
+                'file does not load back (`load_model` fails with "Unknown '
+                'layer"). Save to a `.keras` file, e.g. '
+                "`model.save('model.keras')`, or save the weights alone with "
+                f"`model.save_weights('model.weights.h5')`. Received: "
+                f"filepath={str(filepath)!r}"
+            )
+        return super().save(filepath, *args, **kwargs)
 
     def get_config(self):
         # Not chained to keras.Model: the config of a builder is its own

@@ -271,17 +271,38 @@ def step_stack(kernels, projected, states, shared_state=False, dropout_masks=Non
 
 
 def reverse_valid_steps(sequences, mask=None):
-    """Reverses each sequence's valid steps, leaving the padding in place.
+    """Reverses the order of each sequence's valid steps, wherever they are.
 
-    With a mask `(batch, time)` of right-padded sequences, `[a, b, c, 0, 0]`
-    becomes `[c, b, a, 0, 0]`; without one, the whole time axis is reversed.
+    The padding stays in place: with right padding `[a, b, c, 0, 0]` becomes
+    `[c, b, a, 0, 0]`, with left padding `[0, 0, a, b, c]` becomes
+    `[0, 0, c, b, a]`, and a mask with holes keeps its holes,
+    `[a, 0, b, c]` becoming `[c, 0, b, a]`. A recurrence that skips the
+    masked steps therefore reads each sequence reversed, however it is
+    padded. Without a mask, the whole time axis is reversed. Applying it
+    twice with the same mask gives the sequences back.
+
+    Args:
+        sequences: `(batch, time)` or `(batch, time, features)`.
+        mask: optional boolean `(batch, time)`, true at the valid steps.
+
+    Returns:
+        A tensor shaped like `sequences`.
     """
     if mask is None:
         return ops.flip(sequences, axis=1)
+    mask = ops.cast(mask, "bool")
     time_steps = ops.shape(sequences)[1]
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1, keepdims=True)
     positions = ops.arange(time_steps, dtype="int32")[None, :]
-    indices = ops.where(positions < lengths, lengths - 1 - positions, positions)
+    # The valid positions in order, then the padded ones: the k-th valid step
+    # of a row sits at `valid_positions[k]`.
+    valid_positions = ops.argsort(ops.where(mask, positions, positions + time_steps))
+    valid_positions = ops.cast(valid_positions, "int32")
+    rank = ops.cumsum(ops.cast(mask, "int32"), axis=1) - 1
+    count = rank[:, -1:] + 1
+    # The k-th valid step swaps places with the (count - 1 - k)-th; a padded
+    # step stays where it is.
+    mirrored = ops.take_along_axis(valid_positions, ops.maximum(count - 1 - rank, 0), 1)
+    indices = ops.where(mask, mirrored, positions)
     if len(sequences.shape) == 3:
         indices = indices[:, :, None]
     return ops.take_along_axis(sequences, indices, axis=1)
