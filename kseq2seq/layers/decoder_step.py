@@ -9,9 +9,10 @@ from keras.src.backend import AutocastScope
 from kseq2seq import ops as kernels
 from kseq2seq.layers.cells import state_size
 
-# A finite stand-in for log(0): searches add and compare scores, which -inf
-# would turn into NaN in their arithmetic.
-NEVER_LOG_PROB = -1e9
+# log(0): a never-emitted id can be neither chosen by an argmax nor drawn
+# by sampling, at any temperature. Searches only add it to scores and
+# compare them, which -inf survives.
+NEVER_LOG_PROB = float("-inf")
 
 
 class DecoderStep:

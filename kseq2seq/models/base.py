@@ -1,22 +1,19 @@
 """`Seq2SeqModel`: the model every builder makes, encoder -> bridge -> decoder."""
 
 import contextlib
-import functools
 import inspect
 
 import keras
-import numpy as np
 from keras import ops
 
-from kseq2seq import _validate
-from kseq2seq import decoding
 from kseq2seq.models.assembly import make_layers
 from kseq2seq.models.checks import DataChecks
+from kseq2seq.models.inference import Inference
 from kseq2seq.ops import reverse_valid_steps
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
-class Seq2SeqModel(keras.Model):
+class Seq2SeqModel(Inference, keras.Model):
     """Base class of the builders: encoder -> bridge -> decoder.
 
     Maps `(batch, input_length, input_dim)` to
@@ -299,161 +296,6 @@ class Seq2SeqModel(keras.Model):
         """Zeroes the encoder states a stateful model carries across batches."""
         self.encoder.reset_states()
 
-    # Inference beyond `predict`.
-
-    def _batches(self, x, batch_size):
-        batch_size = _validate.positive_int("batch_size", batch_size, allow_none=True)
-        x = np.asarray(x)
-        self._checks.input(x)
-        batch_size = batch_size or self.spec.batch_input_shape[0] or 32
-        for start in range(0, len(x), batch_size):
-            yield ops.convert_to_tensor(x[start : start + batch_size])
-
-    def encode(self, x, batch_size=None):
-        """Runs the encoder alone.
-
-        Args:
-            x: inputs, as for `predict`.
-            batch_size: int. Defaults to the model's fixed batch size, or 32.
-
-        Returns:
-            A dict of NumPy arrays: `sequence` `(batch, input_length, width)`,
-            the encoder's top-layer outputs; `context` `(batch, width)`, the
-            context vector; `states`, one list of `(batch, width)` arrays per
-            encoder layer (one in all with `inner_broadcast_state`).
-        """
-        parts = [self._encode(batch)[:3] for batch in self._batches(x, batch_size)]
-
-        def join(tensors):
-            return np.concatenate([ops.convert_to_numpy(t) for t in tensors], axis=0)
-
-        return {
-            "sequence": join([p[0] for p in parts]),
-            "context": join([p[1] for p in parts]),
-            "states": [
-                [join([p[2][layer][i] for p in parts]) for i in range(len(state))]
-                for layer, state in enumerate(parts[0][2])
-            ],
-        }
-
-    def generate(
-        self,
-        x,
-        method="greedy",
-        beam_width=5,
-        length_penalty=0.0,
-        max_length=None,
-        num_return_sequences=1,
-        batch_size=None,
-        temperature=1.0,
-        top_k=None,
-        top_p=None,
-        seed=None,
-    ):
-        """Decodes free-running, token by token or step by step.
-
-        For token outputs, greedy search, beam search or sampling from
-        `start_id` until `end_id` (kept in the output; later positions are
-        0, the padding id) or `max_length` tokens; the padding and start ids
-        are never emitted as tokens. For vector outputs, the decoder runs
-        free for `max_length` steps, any number, feeding back its own
-        outputs.
-
-        Args:
-            x: inputs, as for `predict`.
-            method: `"greedy"`, `"beam"` or `"sample"` (the last two for
-                token outputs only).
-            beam_width: int. Hypotheses kept per input by beam search.
-            length_penalty: float >= 0. GNMT length penalty for ranking beam
-                hypotheses; 0 ranks by total log-probability.
-            max_length: int. Steps to decode. Defaults to `output_length`.
-            num_return_sequences: int. Best hypotheses returned per input by
-                beam search.
-            batch_size: int. Defaults to the model's fixed batch size, or 32.
-            temperature: float > 0. Sampling draws from the distribution
-                sharpened (below 1) or flattened (above 1) by this
-                temperature. Defaults to `1.0`.
-            top_k: int or `None`. Sampling draws from the `top_k` most
-                probable tokens only. Defaults to `None` (no limit).
-            top_p: float in (0, 1] or `None`. Sampling draws from the
-                smallest set of most probable tokens whose probability
-                reaches `top_p` (nucleus sampling). Defaults to `None`.
-            seed: int in `[0, 2**31 - 1]` or `None`. Makes sampling
-                reproducible: the same seed, inputs and `batch_size` give
-                the same ids on the same device. `x` is decoded in batches
-                of `batch_size`, and the seed starts a generator that
-                draws one seed per batch, in order: the batches draw
-                independently of each other (equal inputs in two batches
-                need not get equal ids), and a different `batch_size` may
-                draw different ids. `None` draws fresh ids at every call.
-
-        Returns:
-            For token outputs `(ids, scores)`: int32 ids
-            `(batch, max_length)` (or `(batch, num_return_sequences,
-            max_length)`) and their total log-probabilities `(batch,)` (or
-            `(batch, num_return_sequences)`), under the model's
-            distribution (before the temperature and the filtering of
-            sampling). For vector outputs, the outputs
-            `(batch, max_length, output_dim)`.
-
-        Example:
-
-            >>> model = Seq2Seq(input_vocab_size=9, output_vocab_size=9,
-            ...                 output_length=5, hidden_dim=6)
-            >>> x = np.array([[5, 4, 8], [7, 8, 0]])
-            >>> ids, scores = model.generate(x, method="sample", top_k=3, seed=7)
-            >>> ids.shape, scores.shape
-            ((2, 5), (2,))
-            >>> again, _ = model.generate(x, method="sample", top_k=3, seed=7)
-            >>> bool((ids == again).all())
-            True
-        """
-        if max_length is None:
-            max_length = self.spec.output_length
-        max_length = _validate.positive_int("max_length", max_length)
-        _validate.choice("method", method, ("greedy", "beam", "sample"))
-        if method != "greedy" and not self.token_outputs:
-            name = "Beam search" if method == "beam" else "Sampling"
-            raise ValueError(
-                f"{name} needs token outputs (`output_vocab_size`). "
-                f"Received: method={method!r}"
-            )
-        if not self.token_outputs:
-            return np.concatenate(
-                [
-                    ops.convert_to_numpy(
-                        self.decoder.run_free(
-                            **self._decoder_inputs(batch), steps=max_length
-                        )
-                    )
-                    for batch in self._batches(x, batch_size)
-                ],
-                axis=0,
-            )
-        search = _searches(
-            method,
-            max_length,
-            beam=dict(
-                beam_width=beam_width,
-                length_penalty=length_penalty,
-                num_return_sequences=num_return_sequences,
-            ),
-            sample=dict(temperature=temperature, top_k=top_k, top_p=top_p),
-            seed=_validate.integer("seed", seed, 0, 2**31 - 1, allow_none=True),
-            never_drawn=self.decoder.never_emitted_ids,
-        )
-        results = [
-            self._search_tokens(batch, search) for batch in self._batches(x, batch_size)
-        ]
-        return tuple(np.concatenate(parts, axis=0) for parts in zip(*results))
-
-    def _search_tokens(self, batch, search):
-        """`(ids, scores)` of one batch, as NumPy arrays."""
-        state = self.decoder.initial_decoding_state(**self._decoder_inputs(batch))
-        start_ids = ops.full((ops.shape(batch)[0],), self.start_id, "int32")
-        ids, scores = search(self.decoder.decode_step, state, start_ids, self.end_id)
-        return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
-
     def save(self, filepath, *args, **kwargs):
         """Saves the model to a `.keras` file; see `keras.Model.save`.
 
@@ -485,55 +327,6 @@ class Seq2SeqModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def _searches(method, max_length, beam, sample, seed, never_drawn):
-    """The search `generate` runs on every batch:
-    `search(step_fn, state, start_ids, end_id) -> (ids, scores)`.
-
-    `beam` and `sample` are the options of beam search and of sampling.
-    Sampling seeds each batch from one generator seeded with `seed`, in
-    the order of the batches; `never_drawn` are the ids it must not draw.
-    """
-    if method == "greedy":
-        return functools.partial(decoding.greedy_search, max_length=max_length)
-    if method == "beam":
-        return functools.partial(decoding.beam_search, max_length=max_length, **beam)
-    seeds = None if seed is None else np.random.default_rng(seed)
-
-    def search(step_fn, state, start_ids, end_id):
-        batch_seed = None if seeds is None else int(seeds.integers(2**31))
-        return decoding.sample_search(
-            _ruling_out(step_fn, never_drawn),
-            state,
-            start_ids,
-            end_id,
-            max_length,
-            seed=batch_seed,
-            **sample,
-        )
-
-    return search
-
-
-def _ruling_out(step_fn, ids):
-    """`step_fn` with log-probability -inf at `ids`.
-
-    The decoder gives the ids it never emits a finite stand-in for log(0),
-    which searches need to add and compare scores; a high enough sampling
-    temperature would flatten it into a real chance of being drawn.
-    """
-    penalty = []  # Made at the first step, on the device of the outputs.
-
-    def ruled_out_step(previous, state):
-        log_probs, state = step_fn(previous, state)
-        if not penalty:
-            values = np.zeros((log_probs.shape[-1],), "float32")
-            values[ids] = -np.inf
-            penalty.append(ops.cast(ops.convert_to_tensor(values), log_probs.dtype))
-        return log_probs + penalty[0], state
-
-    return ruled_out_step
 
 
 def _saved_arguments(spec, arguments):
