@@ -216,7 +216,11 @@ def test_a_deeper_shared_state_decoder_runs_one_step_loop():
     from kseq2seq import ops as kernels
 
     model = Seq2Seq(
-        input_dim=4, hidden_dim=5, output_length=6, output_dim=3, depth=(1, 2),
+        input_dim=4,
+        hidden_dim=5,
+        output_length=6,
+        output_dim=3,
+        depth=(1, 2),
         teacher_force=True,
     )
     x, y = _data()
