@@ -217,9 +217,16 @@ def test_numpy_searches_are_kseq2seq_decodings(options):
 
 def test_top_k_breaks_ties_towards_the_lower_index():
     values = np.array([[0.0, 1.0, 1.0, -np.inf, 1.0, 0.5]], "float32")
-    np.testing.assert_array_equal(runtime._top_k(values, 3), [[1, 2, 4]])
+    np.testing.assert_array_equal(runtime._top_k(values, 2), [[1, 2]])
     np.testing.assert_array_equal(runtime._top_k(values, 5), [[1, 2, 4, 5, 0]])
     np.testing.assert_array_equal(runtime._top_k(values, 6), [[1, 2, 4, 5, 0, 3]])
+    # Against a stable sort, on rows full of ties.
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4, size=(50, 12)).astype("float32")
+    values[values == 0] = -np.inf
+    for k in (1, 3, 7, 12):
+        expected = np.argsort(-values, axis=-1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(runtime._top_k(values, k), expected)
 
 
 def test_runtime_serves_in_a_process_without_keras(exported, tmp_path):

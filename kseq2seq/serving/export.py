@@ -72,6 +72,7 @@ def export_decoding(model, directory, input_length=None, exporter="auto"):
         >>> model = Seq2Seq(input_vocab_size=9, output_vocab_size=9,
         ...                 output_length=4, hidden_dim=6)
         >>> directory = tempfile.mkdtemp()
+        >>> # The TorchScript exporter is the quicker one, for an example.
         >>> manifest = export_decoding(model, directory, input_length=5,
         ...                            exporter="torchscript")
         >>> x = np.array([[5, 4, 8, 3, 3], [7, 8, 0, 0, 0]])
@@ -290,17 +291,21 @@ def _export_dynamo(module, args, path, input_names, output_names):
     dynamic_shapes = ({0: batch},)
     if len(args) > 1:
         dynamic_shapes += (tuple({0: batch} for _ in args[1:]),)
-    torch.onnx.export(
-        module,
-        args,
-        path,
-        dynamo=True,
-        dynamic_shapes=dynamic_shapes,
-        input_names=input_names,
-        output_names=output_names,
-        external_data=False,
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # Said of every input but the first: they all share the batch axis,
+        # as they should.
+        warnings.filterwarnings("ignore", "# The axis name: batch will not be used")
+        torch.onnx.export(
+            module,
+            args,
+            path,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            input_names=input_names,
+            output_names=output_names,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _export_torchscript(module, args, path, input_names, output_names):

@@ -49,6 +49,7 @@ class Decoder:
         >>> model = AttentionSeq2Seq(input_vocab_size=9, output_vocab_size=9,
         ...                          output_length=4, hidden_dim=6)
         >>> directory = tempfile.mkdtemp()
+        >>> # The TorchScript exporter is the quicker one, for an example.
         >>> _ = export_decoding(model, directory, input_length=5,
         ...                     exporter="torchscript")
         >>> decoder = Decoder(directory)
@@ -63,13 +64,12 @@ class Decoder:
 
         with open(os.path.join(directory, "manifest.json")) as file:
             manifest = json.load(file)
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != (
-            FORMAT_VERSION
-        ):
+        found = (manifest.get("format"), manifest.get("format_version"))
+        if found != (FORMAT, FORMAT_VERSION):
             raise ValueError(
                 f"`directory` must hold a decoding exported in format {FORMAT} "
                 f"version {FORMAT_VERSION}. Received: a manifest of format "
-                f"{manifest.get('format')!r} version {manifest.get('format_version')!r}"
+                f"{found[0]!r} version {found[1]!r}"
             )
         self.manifest = manifest
         providers = providers or ["CPUExecutionProvider"]
@@ -230,23 +230,15 @@ class Decoder:
         return search(step_fn, carried, start_ids, **options)
 
 
-def _integer(name, value, minimum, allow_none=False):
+def _positive_int(name, value, allow_none=False):
+    """`value` as an int >= 1: `kseq2seq._validate`'s check, which this
+    module cannot import (its package imports Keras)."""
     if value is None and allow_none:
         return None
-    if (
-        not isinstance(value, numbers.Integral)
-        or isinstance(value, bool)
-        or value < minimum
-    ):
-        described = {0: "a non-negative int", 1: "a positive int"}[minimum]
-        if allow_none:
-            described += " or None"
-        raise ValueError(f"`{name}` must be {described}. Received: {name}={value!r}")
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        expected = "a positive int" + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
     return int(value)
-
-
-def _positive_int(name, value, allow_none=False):
-    return _integer(name, value, 1, allow_none)
 
 
 def _choice(name, value, choices):
@@ -360,15 +352,18 @@ def _top_k(values, k):
     """`(N, k)` indices of the `k` largest values of each row, largest first,
     equal values in the order of their indices."""
     if k < values.shape[-1]:
-        # Only the values from the k-th largest up can be among the first k.
-        kth = np.partition(values, values.shape[-1] - k, axis=-1)[:, -k]
-        result = np.empty((len(values), k), "int64")
-        for row, (row_values, threshold) in enumerate(zip(values, kth)):
-            candidates = np.flatnonzero(row_values >= threshold)
-            order = np.argsort(-row_values[candidates], kind="stable")
-            result[row] = candidates[order[:k]]
-        return result
-    return np.argsort(-values, axis=-1, kind="stable")[:, :k]
+        kth = -np.partition(-values, k - 1, axis=-1)[:, k - 1 : k]
+        above, tied = values > kth, values == kth
+        # The places left after the larger values go to the first of the
+        # values equal to the k-th largest.
+        room = k - above.sum(axis=-1, keepdims=True)
+        kept = above | (tied & (np.cumsum(tied, axis=-1) <= room))
+        candidates = np.nonzero(kept)[1].reshape(len(values), k)
+    else:
+        candidates = np.broadcast_to(np.arange(values.shape[-1]), values.shape)
+    chosen = np.take_along_axis(values, candidates, axis=-1)
+    order = np.argsort(-chosen, axis=-1, kind="stable")
+    return np.take_along_axis(candidates, order, axis=-1)
 
 
 def _rank(scores, lengths, length_penalty):
