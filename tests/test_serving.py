@@ -18,6 +18,7 @@ import cases
 import keras
 import numpy as np
 import pytest
+import torch
 
 from kseq2seq import AttentionSeq2Seq
 from kseq2seq import SimpleSeq2Seq
@@ -299,6 +300,21 @@ def test_auto_falls_back_to_torchscript_where_dynamo_fails(tmp_path, monkeypatch
     )
     with pytest.raises(RuntimeError, match="unsupported operator"):
         export_decoding(model, tmp_path, input_length=4, exporter="dynamo")
+
+
+def test_dynamo_export_fails_rather_than_fix_the_batch_size(tmp_path):
+    """A graph that holds for the example's batch size alone is an error,
+    not a file that serves that size only."""
+
+    class OneBatchSize(torch.nn.Module):
+        def forward(self, x):
+            return x.reshape(2, -1)  # The example's batch size, read as a number.
+
+    with pytest.raises(Exception, match="batch"):
+        export._export_dynamo(
+            OneBatchSize(), (torch.ones(2, 3),), str(tmp_path / "g.onnx"), ["x"], ["y"]
+        )
+    assert not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -291,21 +291,22 @@ def _export_dynamo(module, args, path, input_names, output_names):
     dynamic_shapes = ({0: batch},)
     if len(args) > 1:
         dynamic_shapes += (tuple({0: batch} for _ in args[1:]),)
-    with warnings.catch_warnings():
-        # Said of every input but the first: they all share the batch axis,
-        # as they should.
-        warnings.filterwarnings("ignore", "# The axis name: batch will not be used")
-        torch.onnx.export(
-            module,
-            args,
-            path,
-            dynamo=True,
-            dynamic_shapes=dynamic_shapes,
-            input_names=input_names,
-            output_names=output_names,
-            external_data=False,
-            verbose=False,
-        )
+    # Exported here rather than by `torch.onnx.export`, which, when the batch
+    # size cannot stay free, retries until it gets a graph for the example's
+    # batch size alone; `torch.export` raises instead.
+    program = torch.export.export(
+        module, args, dynamic_shapes=dynamic_shapes, strict=False
+    )
+    torch.onnx.export(
+        program,
+        args,
+        path,
+        dynamo=True,
+        input_names=input_names,
+        output_names=output_names,
+        external_data=False,
+        verbose=False,
+    )
 
 
 def _export_torchscript(module, args, path, input_names, output_names):
