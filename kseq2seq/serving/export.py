@@ -43,10 +43,12 @@ def export_decoding(model, directory, input_length=None, exporter="auto"):
     over the two graphs with NumPy and ONNX Runtime alone, so the directory
     serves without Keras, PyTorch or kseq2seq.
 
-    The batch size of both graphs is free. The input length is not: the
-    encoder's masked step loop is unrolled for `input_length` steps. Token
-    inputs shorter than that are served padded with 0, which the graph
-    masks as the model does.
+    The batch size of both graphs is free: a graph that would hold for the
+    example's batch size only fails to export instead (a token model with
+    `reverse_input=True` does). The input length is not: the encoder's
+    masked step loop is unrolled for `input_length` steps. Token inputs
+    shorter than that are served padded with 0, which the graph masks as
+    the model does.
 
     Args:
         model: a float32 `Seq2SeqModel` with token outputs
@@ -87,7 +89,7 @@ def export_decoding(model, directory, input_length=None, exporter="auto"):
     inputs = _example_inputs(model, input_length)
     with torch.no_grad():
         state = _initial_state(model, inputs)
-        names = _state_names(state)
+        names = list(_flatten(state))
         carried = _carried_names(model, state, names)
     encoder = _EncoderGraph(model, names)
     step = _StepGraph(model, state, names, carried)
@@ -210,14 +212,6 @@ def _unflatten(template, values):
         for path, value in keras.tree.flatten_with_path(template)
     ]
     return keras.tree.pack_sequence_as(template, leaves)
-
-
-def _state_names(state):
-    names = list(_flatten(state))
-    clashes = {"inputs", "previous", "log_probs"} & set(names)
-    if clashes:  # Kept apart from the graphs' other inputs and outputs.
-        raise ValueError(f"The decoding state has reserved names: {sorted(clashes)}")
-    return names
 
 
 def _carried_names(model, state, names):
