@@ -215,7 +215,7 @@ for epoch in range(1, epochs + 1):
 
 # --8<-- [start:test]
 guesses = {}
-print(f"{len(test_words)} test words    WER     PER  decoding")
+print(f"{f'{len(test_words)} test words':>16}     WER     PER  decoding")
 for method in ("greedy", "beam"):
     start = time.perf_counter()
     guesses[method] = transcribe(test_words, method)
@@ -223,10 +223,10 @@ for method in ("greedy", "beam"):
     wer, per = error_rates(test_words, guesses[method])
     print(f"{method:>16}  {wer:6.1%}  {per:6.1%}  {seconds:6.0f} s")
 print(f"training time: {training_seconds / 60:.1f} minutes")
-print("published (other splits of CMUdict):")
-print("  deep bidirectional LSTM with CTC (Rao et al., 2015)  WER 25.8%")
-print("  best earlier hybrid joint n-gram system              WER 23.4%")
-print("  the two combined (Rao et al., 2015)                  WER 21.3%")
+print("published, on another split of CMUdict (Rao et al., 2015):")
+print("  deep bidirectional LSTM with CTC             WER 25.8%")
+print("  best earlier result, a hybrid system         WER 23.4%")
+print("  the LSTM with CTC and a joint n-gram model   WER 21.3%")
 # --8<-- [end:test]
 
 """## Typical errors"""
