@@ -8,6 +8,7 @@ from keras import ops
 
 from kseq2seq import _validate
 from kseq2seq import decoding
+from kseq2seq import distributed
 from kseq2seq.models.assembly import make_layers
 from kseq2seq.models.checks import DataChecks
 from kseq2seq.ops import reverse_valid_steps
@@ -188,15 +189,24 @@ class Seq2SeqModel(keras.Model):
         elif validation is not None:
             checked = False
         with self._checks.checked_up_front(checked):
-            return super().fit(x, y, *args, **kwargs)
+            return distributed.fit(self, super().fit, x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         with self._checks.checked_up_front(self._checks.whole(x, y)):
-            return super().evaluate(x, y, *args, **kwargs)
+            return distributed.evaluate(self, super().evaluate, x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         with self._checks.checked_up_front(self._checks.whole(x)):
-            return super().predict(x, *args, **kwargs)
+            return distributed.predict(self, super().predict, x, *args, **kwargs)
+
+    def save(self, filepath, *args, **kwargs):
+        # Under torchrun every process holds the same weights: one writes.
+        if distributed.writes_files():
+            super().save(filepath, *args, **kwargs)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        if distributed.writes_files():
+            super().save_weights(filepath, *args, **kwargs)
 
     def training_inputs(self, x, y):
         """What the model reads in a training step: `[x, y]` for a
