@@ -52,9 +52,16 @@ __all__ = ["enable", "initialize", "rank", "world_size"]
 # Long enough for a slow first step or a large checkpoint on rank 0, short
 # enough that a process that hangs ends the run.
 DEFAULT_TIMEOUT = 600.0
-_OFF = ("0", "false", "off", "no")
+
+
+def _enabled_by_environment():
+    """`KSEQ2SEQ_DISTRIBUTED=0` (or false, off, no) turns it off."""
+    value = os.environ.get("KSEQ2SEQ_DISTRIBUTED", "1")
+    return value.strip().lower() not in ("0", "false", "off", "no")
+
+
 _SETTINGS = {
-    "enabled": os.environ.get("KSEQ2SEQ_DISTRIBUTED", "1").lower() not in _OFF,
+    "enabled": _enabled_by_environment(),
     "rank_zero_only": True,
     "timeout": None,
 }
@@ -607,16 +614,24 @@ class _LoaderShard(DataLoader):
         return _shard_steps(len(self.loader), self.pad)
 
     def __iter__(self):
-        batch = None
+        # The loader's iterator is made now, as a DataLoader makes its own
+        # when asked: it draws its seed then, in the same order as in one
+        # process.
         if self.split_sampler:
-            yield from self.source
-            total = len(self.loader)
-        else:
-            total = 0
-            for total, batch in enumerate(self.loader, start=1):
-                if (total - 1) % self.size == self.rank:
-                    yield batch
-        if self.pad and _shard_steps(total, False) < _shard_steps(total, True):
+            return self._padded(iter(self.source), lambda: len(self.loader))
+        self.read = 0
+        return self._padded(self._strided(iter(self.loader)), lambda: self.read)
+
+    def _strided(self, batches):
+        for self.read, batch in enumerate(batches, start=1):
+            if (self.read - 1) % self.size == self.rank:
+                yield batch
+
+    def _padded(self, batches, total):
+        batch = None
+        for batch in batches:
+            yield batch
+        if self.pad and _shard_steps(total(), False) < _shard_steps(total(), True):
             yield _without_rows(next(iter(self.loader)) if batch is None else batch)
 
 
