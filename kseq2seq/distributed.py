@@ -185,7 +185,9 @@ def fit(model, keras_fit, *args, **kwargs):
     optimizer_variables = model.optimizer.variables if model.optimizer else []
     _broadcast(list(model.variables) + list(optimizer_variables))
     _share_random_state()
-    step = functools.partial(_train_step, model, local)
+    # Compiled as Keras compiles its train step, but for the all-reduce.
+    backward = torch.compile(_backward) if model.jit_compile else _backward
+    step = functools.partial(_train_step, model, local, backward)
     with _installed(model, "train_function", _steps(step)):
         return keras_fit(**arguments)
 
@@ -302,8 +304,11 @@ def _steps(step, context=contextlib.nullcontext):
 # optimizer and the metrics stay the same everywhere.
 
 
-def _train_step(model, local, data):
-    """One optimizer step on this process's rows of a batch."""
+def _train_step(model, local, backward, data):
+    """One optimizer step on this process's rows of a batch.
+
+    `backward` is `_backward`, or its `torch.compile`d version.
+    """
     if not local:
         data = _rows_of_rank(data)
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -311,15 +316,7 @@ def _train_step(model, local, data):
         x = model.training_inputs(x, y)
     metrics = _MetricChanges(model)
     rows = _count_rows(x)
-    loss = None
-    if rows:
-        y_pred = model(x, training=True)
-        model.zero_grad()
-        loss = model.compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-        )
-        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        model.optimizer.scale_loss(loss).backward()
+    loss = backward(model, x, y, sample_weight) if rows else None
     variables = model.trainable_variables
     gradients = [_gradient(variable, rows) for variable in variables]
     gradients, loss, rows = _combine(model, y, rows, loss, gradients, metrics)
@@ -328,6 +325,18 @@ def _train_step(model, local, data):
             model.optimizer.apply(gradients, variables)
     _track_loss(model, loss, rows)
     return model.get_metrics_result()
+
+
+def _backward(model, x, y, sample_weight):
+    """The local part of a training step: loss, metrics and gradients."""
+    y_pred = model(x, training=True)
+    model.zero_grad()
+    loss = model.compute_loss(
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+    )
+    model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    model.optimizer.scale_loss(loss).backward()
+    return loss
 
 
 def _test_step(model, local, data):
