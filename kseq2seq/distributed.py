@@ -18,9 +18,9 @@ its share of every batch:
   progress bars, `History` and the results of `evaluate` are the global
   values, the same on every process. `predict` returns every prediction,
   in order, on every process.
-- Only rank 0 prints progress bars and writes files (`model.save`,
-  `model.save_weights`, hence `ModelCheckpoint`; `CSVLogger` and
-  `TensorBoard` are left out elsewhere).
+- Only rank 0 prints progress bars and writes files: elsewhere
+  `model.save` and `model.save_weights` write nothing, and
+  `ModelCheckpoint`, `CSVLogger` and `TensorBoard` are left out.
 
 Keras 3.15 on PyTorch has no data-parallel `fit` of its own. When the
 installed Keras has one and it is configured
@@ -264,7 +264,11 @@ def _quiet_other_ranks(arguments):
     arguments["verbose"] = 0
     callbacks = arguments.get("callbacks")
     if isinstance(callbacks, (list, tuple)):
-        writers = (keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)
+        writers = (
+            keras.callbacks.CSVLogger,
+            keras.callbacks.ModelCheckpoint,
+            keras.callbacks.TensorBoard,
+        )
         arguments["callbacks"] = [c for c in callbacks if not isinstance(c, writers)]
 
 
