@@ -313,13 +313,7 @@ def _train_step(model, local, backward, data):
 
     `backward` is `_backward`, or its `torch.compile`d version.
     """
-    if not local:
-        data = _rows_of_rank(data)
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    if hasattr(model, "training_inputs"):  # teacher forcing reads the targets
-        x = model.training_inputs(x, y)
-    metrics = _MetricChanges(model)
-    rows = _count_rows(x)
+    x, y, sample_weight, rows, metrics = _local_batch(model, local, data, training=True)
     loss = backward(model, x, y, sample_weight) if rows else None
     variables = model.trainable_variables
     gradients = [_gradient(variable, rows) for variable in variables]
@@ -331,35 +325,46 @@ def _train_step(model, local, backward, data):
     return model.get_metrics_result()
 
 
-def _backward(model, x, y, sample_weight):
-    """The local part of a training step: loss, metrics and gradients."""
-    y_pred = model(x, training=True)
-    model.zero_grad()
-    loss = model.compute_loss(
-        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-    )
-    model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-    model.optimizer.scale_loss(loss).backward()
-    return loss
-
-
 def _test_step(model, local, data):
     """One evaluation step on this process's rows of a batch."""
-    if not local:
-        data = _rows_of_rank(data)
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    metrics = _MetricChanges(model)
-    rows = _count_rows(x)
-    loss = None
-    if rows:
-        y_pred = model(x, training=False)
-        loss = model.compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
-        )
-        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    x, y, sample_weight, rows, metrics = _local_batch(
+        model, local, data, training=False
+    )
+    loss = _forward(model, x, y, sample_weight, training=False) if rows else None
     _, loss, rows = _combine(model, y, rows, loss, [], metrics)
     _track_loss(model, loss, rows)
     return model.get_metrics_result()
+
+
+def _local_batch(model, local, data, training):
+    """`(x, y, sample_weight, rows, metrics)` of this process's batch.
+
+    `metrics` holds the metrics' state before the step.
+    """
+    if not local:
+        data = _rows_of_rank(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if training and hasattr(model, "training_inputs"):
+        x = model.training_inputs(x, y)  # teacher forcing reads the targets
+    return x, y, sample_weight, _count_rows(x), _MetricChanges(model)
+
+
+def _forward(model, x, y, sample_weight, training):
+    """The loss of a batch; updates the metrics."""
+    y_pred = model(x, training=training)
+    loss = model.compute_loss(
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+    )
+    model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    return loss
+
+
+def _backward(model, x, y, sample_weight):
+    """The loss of a batch; updates the metrics and computes the gradients."""
+    model.zero_grad()
+    loss = _forward(model, x, y, sample_weight, training=True)
+    model.optimizer.scale_loss(loss).backward()
+    return loss
 
 
 def _gradient(variable, rows):
