@@ -151,8 +151,9 @@ def _launched():
 def _pin_device():
     # Keras creates weights on the current CUDA device: each process takes
     # the GPU of its local rank before any model is built.
-    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
+    if torch.cuda.is_available() and 0 <= local_rank < torch.cuda.device_count():
+        torch.cuda.set_device(local_rank)
 
 
 def _keras_distributes():
