@@ -1,71 +1,42 @@
 """
-Title: Data-parallel training with torch.distributed
-Description: Train SimpleSeq2Seq, Seq2Seq and AttentionSeq2Seq with
-DistributedDataParallel, one process per CPU core or GPU, and measure the
-speed-up over one process.
+Title: Data-parallel training with torchrun
+Description: An ordinary single-process training script that trains
+data-parallel when torchrun starts it, and the speed-up it gets.
 
-Run `torchrun --nproc_per_node=2 examples/distributed.py` to train in 2
-processes (gloo on CPUs, NCCL on GPUs). Started as
-`python examples/distributed.py`, the script launches the processes itself:
-1, then 2, and prints the speed-up (a minute or two on a CPU);
-`--quick` is a seconds-long smoke run in 2 processes.
+`python examples/distributed.py` trains SimpleSeq2Seq, Seq2Seq and
+AttentionSeq2Seq in one process. `torchrun --nproc_per_node=2
+examples/distributed.py` runs the same script in 2 processes, which split
+every batch (gloo on CPUs, NCCL on GPUs). `python examples/distributed.py
+--speedup` runs it under torchrun with 1, then 2 processes and prints the
+speed-up (a minute or two on a CPU); `--quick` is a seconds-long smoke run
+in 2 processes.
 """
 
 import argparse
 import os
-import socket
+import re
+import subprocess
+import sys
 import time
 
 # kseq2seq runs on Keras' PyTorch backend, chosen before Keras is imported.
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras  # noqa: E402
-import torch  # noqa: E402
-from torch import distributed  # noqa: E402
-from torch import multiprocessing  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from torch.utils.data import DistributedSampler  # noqa: E402
-from torch.utils.data import TensorDataset  # noqa: E402
 
 from kseq2seq import AttentionSeq2Seq  # noqa: E402
 from kseq2seq import Seq2Seq  # noqa: E402
 from kseq2seq import SimpleSeq2Seq  # noqa: E402
+from kseq2seq import distributed  # noqa: E402
 from kseq2seq.data import reverse_task  # noqa: E402
-from kseq2seq.distributed import train_step  # noqa: E402
-from kseq2seq.distributed import wrap  # noqa: E402
 
 BUILDERS = {"simple": SimpleSeq2Seq, "seq2seq": Seq2Seq, "attention": AttentionSeq2Seq}
 
-"""## Joining the process group
+"""## The model
 
-torchrun starts one copy of this script per device and describes the group
-in environment variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`,
-`MASTER_PORT`), which `init_process_group` reads. On GPUs each process
-takes the GPU of its local rank before any weight is created: Keras puts
-the weights on the current CUDA device.
-"""
-
-
-# --8<-- [start:setup]
-def setup():
-    """Joins the process group. Returns `(rank, world_size)`."""
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        distributed.init_process_group("nccl")
-    else:
-        distributed.init_process_group("gloo")
-    return distributed.get_rank(), distributed.get_world_size()
-
-
-# --8<-- [end:setup]
-
-"""## The models
-
-Every process builds the same model: the same seed gives the same initial
-weights (`wrap` also copies rank 0's weights to the others). The models
-learn to reverse sequences of one-hot digits; the two with a feedback
-decoder read the true previous digit during training (teacher forcing).
-`train_step` uses what `compile` set: the loss and the optimizer.
+Nothing here knows about processes. The models learn to reverse sequences
+of one-hot digits; the two with a feedback decoder read the true previous
+digit during training (teacher forcing).
 """
 
 
@@ -85,168 +56,140 @@ def build(name, hidden_dim):
     model.compile(
         loss="categorical_crossentropy",
         optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0),
+        metrics=["categorical_accuracy"],
     )
     return model
 
 
 # --8<-- [end:model]
 
-"""## The training loop
+"""## Training
 
-`wrap` puts the model in `DistributedDataParallel`. A `DistributedSampler`
-hands each process its share of every shuffled epoch, so each global batch
-of `global_batch` sequences is split over the processes, and `train_step`
-runs forward and backward on the local share; DDP averages the gradients
-during the backward pass, and every process applies the same update.
+`fit`, `evaluate` and `save` as in any Keras script. Under torchrun,
+`batch_size` is the global batch: each of N processes computes the
+gradients of `batch_size / N` rows of every batch, and all apply the
+gradients of the whole batch. The logs are those of the whole batch too,
+the same in every process; only rank 0 prints the progress bar and writes
+the file. `EpochTimer` measures the training speed for the speed-up below.
 """
 
 
 # --8<-- [start:train]
-def train(model, x, y, global_batch, epochs):
-    """Trains on this process's share. Returns `(loss, seconds)` per epoch."""
-    rank, world_size = distributed.get_rank(), distributed.get_world_size()
-    ddp_model = wrap(model)
-    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    sampler = DistributedSampler(dataset, world_size, rank, seed=0, drop_last=True)
-    loader = DataLoader(
-        dataset, batch_size=global_batch // world_size, sampler=sampler, drop_last=True
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def train(name, args):
+    x, y = reverse_task(args.samples, length=8, num_symbols=10, seed=0)
+    x_test, y_test = reverse_task(500, length=8, num_symbols=10, seed=1)
+    model = build(name, args.hidden_dim)
+    timer = EpochTimer()
+    model.fit(
+        x,
+        y,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        callbacks=[timer],
+        verbose=2,
     )
-    history = []
-    for epoch in range(epochs):
-        sampler.set_epoch(epoch)  # a new shuffle, the same in every process
-        start = time.perf_counter()
-        losses = [
-            train_step(ddp_model, x_batch, y_batch) for x_batch, y_batch in loader
-        ]
-        loss = torch.stack(losses).mean()
-        distributed.all_reduce(loss)  # summed over the processes, for the log
-        history.append((float(loss) / world_size, time.perf_counter() - start))
-    return history
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=500, verbose=0)
+    model.save(os.path.join(args.out, f"distributed_{name}.keras"))
+    # The first epoch warms up; later ones measure the speed.
+    seconds = timer.seconds[1:] or timer.seconds
+    speed = len(seconds) * len(x) / sum(seconds)
+    # Every process prints this line, with the same loss and accuracy.
+    print(
+        f"process {distributed.rank()}: {name}: held-out loss {loss:.3f}, "
+        f"accuracy {accuracy:.3f}, {speed:.0f} sequences/s"
+    )
 
 
 # --8<-- [end:train]
 
-"""## One process's work
+"""## The speed-up
 
-Rank 0 alone evaluates, prints and saves: every process holds the same
-weights. The barrier keeps the others from leaving the group before it is
-done.
-"""
-
-
-# --8<-- [start:run]
-def run(args):
-    """Trains every model in this process. Returns rank 0's measurements."""
-    rank, world_size = setup()
-    num_train, hidden_dim = (128, 16) if args.quick else (args.samples, 128)
-    x, y = reverse_task(num_train, length=8, num_symbols=10, seed=0)
-    x_test, y_test = reverse_task(500, length=8, num_symbols=10, seed=1)
-    results = {}
-    for name in args.models:
-        model = build(name, hidden_dim)
-        history = train(model, x, y, args.global_batch, args.epochs)
-        if rank == 0:
-            # The first epoch warms up; later ones measure the throughput.
-            timed = history[1:] or history
-            samples = len(timed) * (num_train // args.global_batch) * args.global_batch
-            speed = samples / sum(seconds for _, seconds in timed)
-            predicted = model.predict(x_test, verbose=0).argmax(-1)
-            accuracy = (predicted == y_test.argmax(-1)).mean()
-            print(
-                f"{name:>9}: {world_size} process(es), loss "
-                f"{history[0][0]:.3f} -> {history[-1][0]:.3f}, held-out digit "
-                f"accuracy {accuracy:.3f}, {speed:.0f} sequences/s"
-            )
-            model.save(os.path.join(args.out, f"distributed_{name}.keras"))
-            results[name] = speed
-        distributed.barrier()
-    distributed.destroy_process_group()
-    return results
-
-
-# --8<-- [end:run]
-
-"""## Starting the processes without torchrun
-
-Started with plain `python`, the script launches the processes itself with
-`torch.multiprocessing`, setting the variables torchrun would set, and one
-thread per process (`OMP_NUM_THREADS=1`, as torchrun sets with more than
-one process), also when it starts a single one: for these small recurrent
+`--speedup` starts the script under torchrun with 1 process, then with 2,
+on the same global batches, and compares the speeds they print. Each
+process runs one PyTorch thread (`OMP_NUM_THREADS=1`, which torchrun sets
+for more than one process), the single one too: for these small recurrent
 models more threads only contend for the cores.
 """
 
 
-# --8<-- [start:launch]
-def launch(args, world_size):
-    """Runs `run` in `world_size` new processes. Returns rank 0's results."""
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(world_size),
-    )
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    context = multiprocessing.get_context("spawn")
-    queue = context.SimpleQueue()
-    multiprocessing.start_processes(
-        _process, (args, queue), nprocs=world_size, start_method="spawn"
-    )
-    return queue.get()
+# --8<-- [start:speedup]
+def run_under_torchrun(processes, arguments):
+    """Runs this script in `processes` processes. Returns its output."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={processes}", __file__, *arguments]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(result.stderr[-3000:])
+    return result.stdout
 
 
-def _process(index, args, queue):
-    os.environ.update(RANK=str(index), LOCAL_RANK=str(index))
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    results = run(args)
-    if index == 0:
-        queue.put(results)
+def speeds(output):
+    found = re.findall(r"process 0: (\w+): .*, (\d+) sequences/s", output)
+    return {name: float(speed) for name, speed in found}
 
 
-# --8<-- [end:launch]
+def compare(arguments, processes):
+    one = speeds(run_under_torchrun(1, arguments))
+    many = speeds(run_under_torchrun(processes, arguments))
+    for name in one:
+        print(
+            f"{name:>9}: {processes} processes train {many[name] / one[name]:.2f}x "
+            f"as fast as 1 ({many[name]:.0f} vs {one[name]:.0f} sequences/s)"
+        )
+
+
+# --8<-- [end:speedup]
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[2])
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
-    parser.add_argument("--out", default=".", help="where rank 0 saves the models")
+    parser.add_argument("--speedup", action="store_true", help="1 vs N processes")
+    parser.add_argument("--processes", type=int, default=2, help="for --speedup")
+    parser.add_argument("--out", default=".", help="where the models are saved")
     parser.add_argument(
         "--models",
         nargs="+",
         choices=sorted(BUILDERS),
         default=["simple", "seq2seq", "attention"],
     )
-    parser.add_argument("--processes", type=int, default=2, help="without torchrun")
-    parser.add_argument("--global-batch", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--samples", type=int, default=4096)
-    args = parser.parse_args()
-    if args.global_batch is None:
-        args.global_batch = 32 if args.quick else 128
-    if args.epochs is None:
-        args.epochs = 2 if args.quick else 3
-    return args
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--hidden-dim", type=int, default=128)
+    return parser.parse_args()
 
 
-# --8<-- [start:main]
+def worker_arguments(args):
+    """The command line of the processes `--quick` and `--speedup` start."""
+    return [
+        *("--models", *args.models, f"--out={args.out}"),
+        f"--samples={args.samples}",
+        f"--batch-size={args.batch_size}",
+        f"--epochs={args.epochs}",
+        f"--hidden-dim={args.hidden_dim}",
+    ]
+
+
 if __name__ == "__main__":
     args = parse_args()
-    if "RANK" in os.environ:  # started by torchrun: this is one of the processes
-        run(args)
-    elif args.quick:
-        launch(args, 2)
+    if args.quick:  # a smoke run of the script under torchrun
+        args.samples, args.batch_size, args.epochs, args.hidden_dim = 128, 32, 2, 16
+        print(run_under_torchrun(2, worker_arguments(args)))
+    elif args.speedup:
+        compare(worker_arguments(args), args.processes)
     else:
-        processes = args.processes
-        if torch.cuda.is_available():  # one process per GPU
-            processes = min(processes, torch.cuda.device_count())
-        one = launch(args, 1)
-        if processes > 1:
-            many = launch(args, processes)
-            for name in args.models:
-                print(
-                    f"{name:>9}: {processes} processes train "
-                    f"{many[name] / one[name]:.2f}x as fast as 1 "
-                    f"({many[name]:.0f} vs {one[name]:.0f} sequences/s)"
-                )
-# --8<-- [end:main]
+        for name in args.models:
+            train(name, args)

@@ -6,6 +6,7 @@ import inspect
 import keras
 from keras import ops
 
+from kseq2seq import distributed
 from kseq2seq.models.assembly import make_layers
 from kseq2seq.models.checks import DataChecks
 from kseq2seq.models.inference import Inference
@@ -202,19 +203,25 @@ class Seq2SeqModel(Inference, keras.Model):
         elif validation is not None:
             checked = False
         with self._checks.checked_up_front(checked), self._weighing(class_weights):
-            return super().fit(**arguments)
+            return distributed.fit(self, super().fit, **arguments)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        if kwargs.get("_use_cached_eval_dataset"):
-            # `fit` evaluating its validation data, which it checked once.
-            return super().evaluate(x, y, *args, **kwargs)
-        checked = self._checks.whole(x, y, needs_targets=True)
+        checked = True
+        if not kwargs.get("_use_cached_eval_dataset"):
+            # Not `fit` evaluating its validation data, which it checked once.
+            checked = self._checks.whole(x, y, needs_targets=True)
         with self._checks.checked_up_front(checked):
-            return super().evaluate(x, y, *args, **kwargs)
+            return distributed.evaluate(self, super().evaluate, x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         with self._checks.checked_up_front(self._checks.whole(x)):
-            return super().predict(x, *args, **kwargs)
+            return distributed.predict(self, super().predict, x, *args, **kwargs)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        """Saves the weights; see `keras.Model.save_weights`. Under torchrun
+        only the first process writes."""
+        if distributed.writes_files():
+            super().save_weights(filepath, *args, **kwargs)
 
     def train_on_batch(
         self, x, y=None, sample_weight=None, class_weight=None, return_dict=False
@@ -311,7 +318,9 @@ class Seq2SeqModel(Inference, keras.Model):
                 f"`model.save_weights('model.weights.h5')`. Received: "
                 f"filepath={str(filepath)!r}"
             )
-        return super().save(filepath, *args, **kwargs)
+        # Under torchrun every process holds the same weights: one writes.
+        if distributed.writes_files():
+            super().save(filepath, *args, **kwargs)
 
     def get_config(self):
         # Not chained to keras.Model: the config of a builder is its own
