@@ -183,7 +183,9 @@ def _distinct(tensors):
 
 
 def _start_ids(model, inputs):
-    return torch.full((inputs.shape[0],), model.start_id, dtype=torch.int32)
+    return torch.full(
+        (inputs.shape[0],), model.start_id, dtype=torch.int32, device=inputs.device
+    )
 
 
 def _initial_state(model, inputs):
@@ -221,7 +223,8 @@ def _carried_names(model, state, names):
     projection) come back from `decode_step` as the very tensors it was
     given: the step graph takes them and does not return them.
     """
-    start = torch.full((2,), model.start_id, dtype=torch.int32)
+    device = next(iter(model.decoder.weights)).value.device
+    start = torch.full((2,), model.start_id, dtype=torch.int32, device=device)
     _, new_state = model.decoder.decode_step(start, state)
     before, after = _flatten(state), _flatten(new_state)
     return [name for name in names if after[name] is not before[name]]
