@@ -77,6 +77,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--no-jit", action="store_true", help="skip training with jit_compile=True"
     )
+    parser.add_argument(
+        "--only-jit",
+        action="store_true",
+        help="time training with jit_compile=True against eager training, alone",
+    )
     # Internal: one measurement in this (fresh) process, with these settings.
     parser.add_argument("--memory-of", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--jit-of", help=argparse.SUPPRESS)
@@ -136,6 +141,36 @@ def run(settings):
     }
 
 
+def write_jit_report(results, args):
+    """Writes `jit.json` and `jit.md` under `args.output`; returns the table."""
+    lines = [
+        "| model | size | first compiled epoch (s) | eager (s) | compiled (s) "
+        "| compiled / eager |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        if result.get("status") != "ok":
+            lines.append(
+                f"| {result['case']} | {result['size']} | failed: "
+                f"{result.get('error')} |"
+            )
+            continue
+        timing = result["train_epoch_s"]
+        ratio = timing["ratios"]["jit/eager"]["median"]
+        lines.append(
+            f"| {result['case']} | {result['size']} | {result['first_epoch_s']:.1f} "
+            f"| {timing['median']['eager']:.3f} | {timing['median']['jit']:.3f} "
+            f"| {ratio:.2f} |"
+        )
+    table = "\n".join(lines)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "jit.json"), "w") as file:
+        json.dump(results, file, indent=2)
+    with open(os.path.join(args.output, "jit.md"), "w") as file:
+        file.write(table + "\n")
+    return table
+
+
 def main(argv=None):
     args = parse_args(argv)
     settings = settings_from(args)
@@ -145,6 +180,9 @@ def main(argv=None):
         print(json.dumps(memory.measure_memory(case, name, settings)))
     elif args.jit_of:
         print(json.dumps(jit.measure_jit(Case(*args.jit_of.split("/")), settings)))
+    elif args.only_jit:
+        print(report.describe(report.environment()), flush=True)
+        print(write_jit_report(jit.measure_all_jit(settings.cases, settings), args))
     else:
         print(report.write_report(run(settings), args.output))
 
