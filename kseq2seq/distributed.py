@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import DistributedSampler
 
 from kseq2seq import _validate
+from kseq2seq import callbacks as callbacks_module
 
 __all__ = ["enable", "initialize", "rank", "world_size"]
 
@@ -269,8 +270,33 @@ def _quiet_other_ranks(arguments):
             keras.callbacks.CSVLogger,
             keras.callbacks.ModelCheckpoint,
             keras.callbacks.TensorBoard,
+            callbacks_module.TensorBoard,
         )
-        arguments["callbacks"] = [c for c in callbacks if not isinstance(c, writers)]
+        arguments["callbacks"] = [
+            _RestoreOnly(c) if isinstance(c, keras.callbacks.BackupAndRestore) else c
+            for c in callbacks
+            if not isinstance(c, writers)
+        ]
+
+
+class _RestoreOnly(keras.callbacks.Callback):
+    """A `BackupAndRestore` on a process that writes no files.
+
+    It restores the backup when training starts, as rank 0's does, so that
+    every process resumes at the same epoch; rank 0 alone backs up and
+    deletes the backup.
+    """
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.backup.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        self.backup.on_train_begin(logs)
 
 
 @contextlib.contextmanager
@@ -344,9 +370,11 @@ def _local_batch(model, local, data, training):
     """
     if not local:
         data = _rows_of_rank(data)
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    if training and hasattr(model, "training_inputs"):
-        x = model.training_inputs(x, y)  # teacher forcing reads the targets
+    if hasattr(model, "step_batch"):
+        # Teacher forcing reads the targets; `class_weight` weighs them.
+        x, y, sample_weight = model.step_batch(data, training=training)
+    else:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     return x, y, sample_weight, _count_rows(x), _MetricChanges(model)
 
 

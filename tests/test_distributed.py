@@ -179,11 +179,16 @@ def test_two_processes_train_as_one(runs):
     single, rank0, rank1 = (_numbers(results[k]) for k in ("single", "rank0", "rank1"))
     assert single.keys() == rank0.keys() == rank1.keys()
     weights = [k for k in single if "/weight" in k]
-    # Every builder, a token model, a PyDataset and a DataLoader, and
-    # training on from a checkpoint one process wrote.
+    # Every builder, a token model with class and sample weights, a PyDataset
+    # and a DataLoader, training on from a checkpoint one process wrote, and
+    # a BackupAndRestore run stopped and run again.
     for case in ("simple", "seq2seq", "attention", "mixed", "py_dataset"):
         assert f"{case}/weight0" in weights
-    assert {"data_loader/weight0", "resumed/weight0"} <= set(weights)
+    assert {"data_loader/weight0", "resumed/weight0", "backup/weight0"} <= set(weights)
+    # The backup of the run stopped after two epochs is restored on every
+    # process: the run again trains the third epoch only.
+    for run in (single, rank0, rank1):
+        np.testing.assert_array_equal(run["backup/epochs"], [2])
     for key in single:
         # Rank 0's weights reach rank 1 at the start; the same summed
         # gradients keep them equal.
@@ -229,6 +234,8 @@ def test_one_process_writes_the_files(runs):
                 n for n in files if n.startswith(f"{start}-") and n.endswith(end)
             ]
             assert len(written) == 1, (start, end, files)
+    (logs,) = [n for n in files if n.endswith(".logs")]  # kseq2seq's TensorBoard
+    assert logs.startswith("simple-")
 
 
 def test_a_checkpoint_of_two_processes_trains_on_in_one(runs):

@@ -252,9 +252,18 @@ class Seq2SeqModel(Inference, keras.Model):
                 return [x, y]
         return x
 
-    def train_step(self, data):
+    def step_batch(self, data, training):
+        """`(inputs, y, sample_weight)` of a step on the batch `data`.
+
+        The inputs the model reads (`training_inputs` when training), and
+        the sample weights in the shape the loss reads, times the weights of
+        `fit`'s `class_weight` when training. The one rule of both Keras'
+        steps and the data-parallel ones.
+        """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         sample_weight = self._checks.sample_weight(sample_weight)
+        if not training:
+            return x, y, sample_weight
         if self._class_weights is not None and y is not None:
             # Checked before the ids index the weights.
             self._checks.target("y", y)
@@ -262,17 +271,15 @@ class Seq2SeqModel(Inference, keras.Model):
             sample_weight = (
                 weights if sample_weight is None else weights * sample_weight
             )
-        data = keras.utils.pack_x_y_sample_weight(
-            self.training_inputs(x, y), y, sample_weight
-        )
-        return super().train_step(data)
+        return self.training_inputs(x, y), y, sample_weight
+
+    def train_step(self, data):
+        batch = self.step_batch(data, training=True)
+        return super().train_step(keras.utils.pack_x_y_sample_weight(*batch))
 
     def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        sample_weight = self._checks.sample_weight(sample_weight)
-        return super().test_step(
-            keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-        )
+        batch = self.step_batch(data, training=False)
+        return super().test_step(keras.utils.pack_x_y_sample_weight(*batch))
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
+import kseq2seq  # noqa: E402
 from kseq2seq import AttentionSeq2Seq  # noqa: E402
 from kseq2seq import Seq2Seq  # noqa: E402
 from kseq2seq import SimpleSeq2Seq  # noqa: E402
@@ -84,18 +85,36 @@ def report(results, name, model, history, evaluation, predictions):
         results[f"{name}/weight{number}"] = variable.numpy()
 
 
+def weighing(name, rows):
+    """The token model trains with class and per-sequence sample weights."""
+    if name != "attention":
+        return {}
+    return {
+        "class_weight": {3: 2.0, 5: 0.5, 8: 3.0},
+        "sample_weight": np.linspace(0.5, 1.5, rows).astype("float32"),
+    }
+
+
+def tensorboard(name, out):
+    if name != "simple":
+        return []
+    return [kseq2seq.callbacks.TensorBoard(f"{out}/{name}-{os.getpid()}.logs")]
+
+
 def train_on_arrays(results, name, out):
     model = build(name)
     x, y = data(CASES[name][1] is TOKENS)
     history = model.fit(
         x,
         y,
+        **weighing(name, len(x)),
         batch_size=BATCH,
         epochs=2,
         validation_split=0.25,
         callbacks=[
             keras.callbacks.ModelCheckpoint(f"{out}/{name}-{os.getpid()}.keras"),
             keras.callbacks.CSVLogger(f"{out}/{name}-{os.getpid()}.csv"),
+            *tensorboard(name, out),
         ],
         verbose=0,
     )
@@ -154,6 +173,41 @@ def resume(results, start):
         results[f"resumed/weight{number}"] = variable.numpy()
 
 
+class Stopped(Exception):
+    pass
+
+
+class StopAfterTwoEpochs(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise Stopped()
+
+
+def back_up_and_restore(results, out):
+    """Three epochs, stopped after the second and run again: the second run
+    restores the backup and trains the third epoch only."""
+    model = build("simple")
+    x, y = data(tokens=False)
+    backup = keras.callbacks.BackupAndRestore(f"{out}/backup")
+    try:
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=3,
+            callbacks=[backup, StopAfterTwoEpochs()],
+            verbose=0,
+        )
+    except Stopped:
+        pass
+    model = build("simple")  # a fresh start, as after a crash
+    backup = keras.callbacks.BackupAndRestore(f"{out}/backup")
+    history = model.fit(x, y, batch_size=BATCH, epochs=3, callbacks=[backup], verbose=0)
+    results["backup/epochs"] = np.array(history.epoch)
+    for number, variable in enumerate(model.trainable_variables):
+        results[f"backup/weight{number}"] = variable.numpy()
+
+
 def stateful(results):
     model = Seq2Seq(**VECTOR, batch_size=BATCH, stateful=True)
     x, y = data(tokens=False, rows=16)
@@ -172,6 +226,7 @@ def run(out, start):
     train_on_batches(results, "py_dataset", py_dataset)
     train_on_batches(results, "data_loader", data_loader)
     resume(results, start)
+    back_up_and_restore(results, out)
     stateful(results)
     return results
 
