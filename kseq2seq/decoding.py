@@ -7,14 +7,19 @@ is an int32 tensor `(N,)` of the previous tokens, `state` a nested structure
 whose first axis is `N`, and `log_probs` a float tensor `(N, vocab_size)` of
 log-probabilities of the next token.
 
-Everything is written with `keras.ops`, so the tensors stay on the device
-Keras computes on; nothing here moves data to the CPU except the one boolean
-per step that decides whether to stop early.
+The per-step loop of greedy search and sampling is written in PyTorch
+operations (kseq2seq runs on Keras' PyTorch backend, so the step function's
+tensors are PyTorch tensors): at small batches Keras' dispatch of each
+operation would cost more than the operation. The rest uses `keras.ops`.
+The tensors stay on the device the step function computes on; nothing here
+moves data to the CPU except the one boolean per step that decides whether
+to stop early.
 """
 
 import collections
 
 import keras
+import torch
 from keras import ops
 
 from kseq2seq import _validate
@@ -46,7 +51,7 @@ def _map_state(fn, state):
 def _all(flags):
     # The only host synchronisation of a step: the loop length is decided in
     # Python, which is what lets an early stop save the remaining steps.
-    return bool(ops.convert_to_numpy(ops.all(flags)))
+    return bool(flags.all())
 
 
 def _pad_to(ids, max_length, pad_id):
@@ -110,8 +115,8 @@ def greedy_search(step_fn, state, start_ids, end_id, max_length, pad_id=0):
 
 
 def _most_probable(log_probs):
-    token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
-    return token, ops.max(log_probs, axis=-1)
+    token_log_prob, token = torch.max(log_probs, dim=-1)
+    return token.int(), token_log_prob
 
 
 def _decode_token_by_token(step_fn, state, ids, end_id, max_length, pad_id, choose):
@@ -127,21 +132,19 @@ def _decode_token_by_token(step_fn, state, ids, end_id, max_length, pad_id, choo
         if step == 0:
             # Created from the first output so that they share its device
             # and dtype, whatever the step function computes in.
-            scores = ops.zeros_like(token_log_prob)
-            finished = ops.zeros_like(token, dtype="bool")
-        token = ops.where(finished, ops.full_like(token, pad_id), token)
-        scores = scores + ops.where(
-            finished, ops.zeros_like(token_log_prob), token_log_prob
-        )
+            scores = torch.zeros_like(token_log_prob)
+            finished = torch.zeros_like(token, dtype=torch.bool)
+        token = token.masked_fill(finished, pad_id)
+        scores = scores + token_log_prob.masked_fill(finished, 0)
         emitted.append(token)
         if end_id is None:
             ids = token
             continue
-        finished = ops.logical_or(finished, ops.equal(token, end_id))
+        finished = finished | (token == end_id)
         if _all(finished):
             break
         ids = token
-    ids = _pad_to(ops.stack(emitted, axis=1), max_length, pad_id)
+    ids = _pad_to(torch.stack(emitted, dim=1), max_length, pad_id)
     return ids, scores
 
 

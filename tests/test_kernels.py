@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import torch
+from keras.src.backend import AutocastScope
 
 from kseq2seq import ops as kernels
 from kseq2seq.ops import generic
@@ -207,3 +208,38 @@ def test_fused_layers_follow_weight_updates_and_grad_modes(cell_class):
             np.testing.assert_allclose(fast_array, slow_array, atol=5e-5)
         for variable in cell.trainable_variables:
             variable.assign(variable * 0.5 + 0.1 * (update + 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_dense_and_embed_equal_the_keras_layers(dtype, activation):
+    rng = np.random.default_rng(0)
+    dense = keras.layers.Dense(5, activation=activation, dtype=dtype)
+    embedding = keras.layers.Embedding(9, 4, dtype=dtype)
+    dense.build((None, 3))
+    embedding.build((None,))
+    ids = torch.as_tensor(rng.integers(0, 9, size=(6,)), dtype=torch.int32)
+    # Inside the layers' call, as the decoder's step calls them.
+    scope = AutocastScope(dense.compute_dtype if dtype != "float32" else None)
+    with torch.no_grad(), scope:
+        for inputs in (rng.normal(size=(6, 3)), rng.normal(size=(2, 6, 3))):
+            inputs = torch.as_tensor(inputs, dtype=getattr(torch, dense.compute_dtype))
+            ours, theirs = torch_kernels.dense(dense, inputs), dense.call(inputs)
+            assert ours.dtype == theirs.dtype
+            np.testing.assert_allclose(ours.float(), theirs.float(), atol=1e-3)
+        ours, theirs = torch_kernels.embed(embedding, ids), embedding.call(ids)
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_array_equal(ours.float(), theirs.float())
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+@pytest.mark.parametrize("case", ["tokens_seq2seq", "tokens_attention_sampling"])
+def test_fast_and_generic_kernels_decode_alike(case, method):
+    builder, options = CASES[case]
+    model = builder(**options)
+    x, _ = _inputs(options, masked=True)
+    fast_ids, fast_scores = model.generate(x, method, beam_width=3)
+    with kernels.fast_kernels(False):
+        slow_ids, slow_scores = model.generate(x, method, beam_width=3)
+    np.testing.assert_array_equal(fast_ids, slow_ids)
+    np.testing.assert_allclose(fast_scores, slow_scores, atol=1e-5)

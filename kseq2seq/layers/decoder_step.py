@@ -1,6 +1,7 @@
 """One step of the recurrent decoder: the math its loops and searches share."""
 
 import contextlib
+import functools
 
 import numpy as np
 from keras import ops
@@ -84,12 +85,12 @@ class DecoderStep:
     def _head(self, top):
         """The head's outputs (logits for a token decoder); float32 when mixed."""
         if not self._mixed:
-            return self.head.call(top)
+            return kernels.dense(self.head, top)
         if self.tokens:
-            return ops.cast(self.head.call(top), self._output_dtype)
+            return ops.cast(kernels.dense(self.head, top), self._output_dtype)
         # The float32 head reads its variables as they are, not autocast.
         with AutocastScope(None):
-            return self.head.call(ops.cast(top, self._output_dtype))
+            return kernels.dense(self.head, ops.cast(top, self._output_dtype))
 
     def _outputs(self, top):
         """Head outputs: probabilities for a token decoder."""
@@ -112,9 +113,14 @@ class DecoderStep:
         the padding or the start id some probability, but no sequence
         contains them. `like` gives the dtype and device.
         """
+        return ops.convert_to_tensor(self._never_emitted_penalty, like.dtype)
+
+    @functools.cached_property
+    def _never_emitted_penalty(self):
+        # Made once: decoding loops add it at every step.
         penalty = np.zeros((self.output_dim,), "float32")
         penalty[self.never_emitted_ids] = NEVER_LOG_PROB
-        return ops.cast(ops.convert_to_tensor(penalty), like.dtype)
+        return penalty
 
     def initial_decoding_state(
         self, context, initial_state=None, memory=None, memory_mask=None, masks=None
@@ -213,7 +219,7 @@ class DecoderStep:
             projected = None
             if self.feedback:
                 if self.tokens:
-                    readout = self.embedding.call(previous)
+                    readout = kernels.embed(self.embedding, previous)
                 else:
                     readout = self._compute(previous)
                 projected = self._project_part("readout", readout)

@@ -8,6 +8,7 @@ to `Seq2SeqModel`.
 
 import keras
 import numpy as np
+import torch
 from keras import ops
 
 from kseq2seq import _arguments
@@ -412,6 +413,7 @@ class AttentionSeq2Seq(Seq2SeqModel):
             _arguments.resolve("AttentionSeq2Seq", arguments), arguments, **kwargs
         )
 
+    @torch.no_grad()
     def attention_weights(self, x, batch_size=None):
         """The attention weights of a free-running prediction.
 

@@ -3,6 +3,7 @@
 import functools
 
 import numpy as np
+import torch
 from keras import ops
 
 from kseq2seq import _validate
@@ -25,6 +26,8 @@ class Inference:
         for start in range(0, len(x), batch_size):
             yield ops.convert_to_tensor(x[start : start + batch_size])
 
+    # Inference records no autograd graph, as `predict` does not.
+    @torch.no_grad()
     def encode(self, x, batch_size=None):
         """Runs the encoder alone.
 
@@ -52,6 +55,7 @@ class Inference:
             ],
         }
 
+    @torch.no_grad()
     def generate(
         self,
         x,

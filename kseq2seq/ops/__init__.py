@@ -12,7 +12,11 @@ This is the one interface between the layers and the math:
 - `step_stack(kernels, projected, states, shared_state, dropout_masks)` runs
   one time step through a stack of layers;
 - `reverse_valid_steps(sequences, mask)` reverses each sequence's valid
-  steps, leaving the padding in place.
+  steps, leaving the padding in place;
+- `dense(layer, inputs)` and `embed(layer, ids)` compute a built
+  `keras.layers.Dense` or `Embedding` layer inside the step loops, where
+  Keras' per-operation dispatch would cost more than the math at small
+  batches.
 
 Two implementations give the same results: `generic` with `keras.ops`, and
 `torch_kernels`, which calls PyTorch directly and fuses whole layers into
@@ -70,6 +74,20 @@ def kernel_for(cell):
         kernel = torch_kernels.kernel_for(cell) if fast else generic.kernel_for(cell)
         per_path[fast] = kernel
     return kernel
+
+
+def dense(layer, inputs):
+    """`layer.call(inputs)` for a built `keras.layers.Dense`."""
+    if _fast_kernels:
+        return torch_kernels.dense(layer, inputs)
+    return layer.call(inputs)
+
+
+def embed(layer, ids):
+    """`layer.call(ids)` for a built `keras.layers.Embedding`."""
+    if _fast_kernels:
+        return torch_kernels.embed(layer, ids)
+    return layer.call(ids)
 
 
 @dataclasses.dataclass
@@ -168,6 +186,8 @@ __all__ = [
     "RunCounts",
     "SharedStateStack",
     "count_runs",
+    "dense",
+    "embed",
     "fast_kernels",
     "kernel_for",
     "reverse_valid_steps",

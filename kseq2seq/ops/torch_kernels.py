@@ -26,6 +26,28 @@ def _tensor(variable):
     return variable.value if hasattr(variable, "value") else variable
 
 
+def dense(layer, inputs):
+    """`Dense.call` in PyTorch operations: `inputs @ kernel + bias`, then the
+    activation."""
+    kernel = _tensor(layer.kernel)
+    if layer.bias is None:
+        outputs = torch.matmul(inputs, kernel)
+    elif inputs.dim() == 2:
+        outputs = torch.addmm(_tensor(layer.bias), inputs, kernel)
+    else:
+        outputs = torch.matmul(inputs, kernel) + _tensor(layer.bias)
+    if layer.activation is not None:
+        outputs = layer.activation(outputs)
+    return outputs
+
+
+def embed(layer, ids):
+    """`Embedding.call` in PyTorch operations."""
+    embeddings = _tensor(layer.embeddings)
+    outputs = torch.nn.functional.embedding(ids, embeddings)
+    return outputs.to(getattr(torch, layer.compute_dtype))
+
+
 def supports(cell):
     """Whether `cell` can run on the PyTorch kernels."""
     if keras.backend.backend() != "torch" or not getattr(cell, "use_bias", False):
