@@ -237,7 +237,7 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
         """What a free-running step feeds back: the most probable emittable
         token's embedding, or the output vector itself."""
         if self.tokens:
-            return self.embedding.call(ops.argmax(logits + penalty, axis=-1))
+            return kernels.embed(self.embedding, ops.argmax(logits + penalty, axis=-1))
         return self._compute(outputs)
 
     def _feed(self, context, ground_truth, masks):
