@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import torch
 
 from kseq2seq import AttentionSeq2Seq
 from kseq2seq import Seq2Seq
@@ -523,3 +524,27 @@ def test_reverse_valid_steps_matches_numpy():
     np.testing.assert_array_equal(ids, expected[..., 0])
     twice = reverse_valid_steps(reverse_valid_steps(sequences, mask), mask)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(twice), sequences)
+
+
+def test_inference_records_no_autograd_graph(monkeypatch):
+    # As `predict` does: a graph nobody differentiates costs time and memory.
+    model = _token_model("attention")
+    x, _ = _padded_batch()
+    grad_enabled = []
+    decode_step, encode = model.decoder.decode_step, model.encoder.call
+
+    def recording(function):
+        def wrapper(*args, **kwargs):
+            grad_enabled.append(torch.is_grad_enabled())
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(model.decoder, "decode_step", recording(decode_step))
+    monkeypatch.setattr(model.encoder, "call", recording(encode))
+    for method in ("greedy", "beam", "sample"):
+        model.generate(x, method, beam_width=2)
+    model.encode(x)
+    model.attention_weights(x)
+    assert grad_enabled and not any(grad_enabled)
+    assert torch.is_grad_enabled()
