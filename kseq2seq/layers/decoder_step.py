@@ -166,8 +166,9 @@ class DecoderStep:
             return None
         if self.tokens:
             batch_size = ops.shape(context)[0]
-            return self.embedding(ops.full((batch_size,), self.start_id, "int32"))
-        return self.start_projection(context)
+            start_ids = ops.full((batch_size,), self.start_id, "int32")
+            return kernels.embed(self.embedding, start_ids)
+        return kernels.dense(self.start_projection, context)
 
     def _step(self, projected_readout, state, masks=None):
         """One step from the projection of the readout. Returns
@@ -234,7 +235,9 @@ class DecoderStep:
         """Readouts under teacher forcing: start, then the truth shifted."""
         start = self.start_readout(context)[:, None]
         if self.tokens:
-            previous = self.embedding(ops.cast(ground_truth[:, :-1], "int32"))
+            previous = kernels.embed(
+                self.embedding, ops.cast(ground_truth[:, :-1], "int32")
+            )
         else:
             previous = ground_truth[:, :-1]
         return ops.concatenate([start, ops.cast(previous, start.dtype)], axis=1)

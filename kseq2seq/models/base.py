@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from kseq2seq import distributed
+from kseq2seq import ops as kernels
 from kseq2seq.models.assembly import make_layers
 from kseq2seq.models.checks import DataChecks
 from kseq2seq.models.inference import Inference
@@ -131,7 +132,7 @@ class Seq2SeqModel(Inference, keras.Model):
             mask = padding if mask is None else ops.logical_and(mask, padding)
             if self.spec.reverse_input:
                 ids = reverse_valid_steps(ids, mask)
-            x = self.input_embedding(ids)
+            x = kernels.embed(self.input_embedding, ids)
         else:
             # Integer or boolean vectors would reach the cells' matmuls as
             # they are.
