@@ -7,10 +7,11 @@ is an int32 tensor `(N,)` of the previous tokens, `state` a nested structure
 whose first axis is `N`, and `log_probs` a float tensor `(N, vocab_size)` of
 log-probabilities of the next token.
 
-The per-step loop of greedy search and sampling is written in PyTorch
-operations (kseq2seq runs on Keras' PyTorch backend, so the step function's
-tensors are PyTorch tensors): at small batches Keras' dispatch of each
-operation would cost more than the operation. The rest uses `keras.ops`.
+What runs at every step (the loop of greedy search and sampling, and beam
+search's expansion and reordering) is written in PyTorch operations:
+kseq2seq runs on Keras' PyTorch backend, so the step function's tensors are
+PyTorch tensors, and at small batches Keras' dispatch of each operation
+would cost more than the operation. The rest uses `keras.ops`.
 The tensors stay on the device the step function computes on; nothing here
 moves data to the CPU except the one boolean per step that decides whether
 to stop early.
@@ -325,15 +326,16 @@ def _rank(scores, lengths, length_penalty):
     """`scores / lp(L)`, GNMT's `lp(L) = ((5 + L) / 6) ** length_penalty`."""
     if length_penalty == 0:
         return scores
-    lengths = ops.cast(lengths, scores.dtype)
-    return scores / ops.power((5.0 + lengths) / 6.0, length_penalty)
+    return scores / ((5.0 + lengths.to(scores.dtype)) / 6.0) ** length_penalty
 
 
 def _rows(beam_indices, beam_width):
     """The state rows of beams `(N, k)` indexed within their input, flattened."""
     # Row `i * beam_width` is the first beam of input `i`.
-    first_rows = ops.arange(beam_indices.shape[0], dtype="int32") * beam_width
-    return ops.reshape(first_rows[:, None] + beam_indices, (-1,))
+    first_rows = torch.arange(
+        beam_indices.shape[0], dtype=beam_indices.dtype, device=beam_indices.device
+    )
+    return (first_rows[:, None] * beam_width + beam_indices).reshape(-1)
 
 
 def _initial_beams(ids, log_probs, beam_width):
@@ -359,13 +361,9 @@ def _only_pad_after_end(log_probs, finished, pad_id):
     It then survives unchanged and competes with the running ones by its
     final score.
     """
-    vocab_ids = ops.arange(log_probs.shape[-1], dtype="int32")
-    pad_only = ops.where(
-        ops.equal(vocab_ids, pad_id),
-        ops.zeros_like(log_probs[0]),
-        ops.full_like(log_probs[0], float("-inf")),
-    )
-    return ops.where(finished[:, None], pad_only[None, :], log_probs)
+    pad_only = torch.full_like(log_probs[0], float("-inf"))
+    pad_only[pad_id] = 0.0
+    return torch.where(finished[:, None], pad_only, log_probs)
 
 
 def _advance_beams(beams, log_probs, step, beam_width, length_penalty, end_id, pad_id):
@@ -379,32 +377,26 @@ def _advance_beams(beams, log_probs, step, beam_width, length_penalty, end_id, p
     candidates = beams.scores[:, None] + _only_pad_after_end(
         log_probs, beams.finished, pad_id
     )
-    candidate_lengths = ops.where(
-        beams.finished, beams.lengths, ops.full_like(beams.lengths, step + 1)
-    )
+    candidate_lengths = beams.lengths.masked_fill(~beams.finished, step + 1)
     ranking = _rank(candidates, candidate_lengths[:, None], length_penalty)
     # Flattened per input, beam-major: index `k * vocab_size + v` is token
     # `v` after beam `k` of that input.
     per_input = (rows_total // beam_width, beam_width * vocab_size)
-    _, top = ops.top_k(ops.reshape(ranking, per_input), beam_width)
-    top = ops.cast(top, "int32")
-    scores = ops.take_along_axis(ops.reshape(candidates, per_input), top, axis=1)
+    top = torch.topk(ranking.reshape(per_input), beam_width, dim=1).indices
+    scores = candidates.reshape(per_input).gather(1, top)
     rows = _rows(top // vocab_size, beam_width)
-    token = ops.reshape(top % vocab_size, (rows_total,))
-    finished = ops.take(beams.finished, rows, axis=0)
+    token = (top % vocab_size).reshape(rows_total).to(beams.sequences.dtype)
+    finished = beams.finished[rows]
     # A finished hypothesis whose score is -inf (an initial copy) ties on
     # every token; force the pad it would have chosen otherwise.
-    token = ops.where(finished, ops.full_like(token, pad_id), token)
+    token = token.masked_fill(finished, pad_id)
     if end_id is not None:
-        finished = ops.logical_or(finished, ops.equal(token, end_id))
-    sequences = ops.concatenate(
-        [ops.take(beams.sequences, rows, axis=0), token[:, None]], axis=1
-    )
+        finished = finished | (token == end_id)
     beams = _Beams(
-        sequences=sequences,
-        scores=ops.reshape(scores, (rows_total,)),
+        sequences=torch.cat([beams.sequences[rows], token[:, None]], dim=1),
+        scores=scores.reshape(rows_total),
         finished=finished,
-        lengths=ops.take(candidate_lengths, rows, axis=0),
+        lengths=candidate_lengths[rows],
     )
     return beams, rows
 
@@ -520,7 +512,7 @@ def beam_search(
         )
         if step == max_length - 1 or (end_id is not None and _all(beams.finished)):
             break
-        state = _map_state(lambda x: ops.take(x, rows, axis=0), state)
+        state = _map_state(lambda x: x.index_select(0, rows), state)
         ids = beams.sequences[:, -1]
     sequences, scores = _best_hypotheses(
         beams, beam_width, num_return_sequences, length_penalty

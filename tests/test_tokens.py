@@ -548,3 +548,27 @@ def test_inference_records_no_autograd_graph(monkeypatch):
     model.attention_weights(x)
     assert grad_enabled and not any(grad_enabled)
     assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("builder", ["seq2seq", "attention"])
+def test_a_step_with_the_readout_table_equals_one_without(builder):
+    model = _token_model(builder, teacher_force=True)
+    x, _ = _padded_batch()
+    decoder = model.decoder
+    state = decoder.initial_decoding_state(**model._decoder_inputs(x))
+    previous = keras.ops.convert_to_tensor(np.array([1, 5, 8], "int32"))
+    table = decoder.readout_table()
+    assert tuple(table.shape) == (VOCAB, 4 * 6)  # every id's LSTM gates
+    looked_up, looked_up_state = decoder.decode_step(previous, state, table)
+    computed, computed_state = decoder.decode_step(previous, state)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(looked_up),
+        keras.ops.convert_to_numpy(computed),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(looked_up_state["query"]),
+        keras.ops.convert_to_numpy(computed_state["query"]),
+        atol=1e-6,
+    )
+    assert _token_model("simple").decoder.readout_table() is None  # no feedback

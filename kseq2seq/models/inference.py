@@ -170,7 +170,10 @@ class Inference:
         """`(ids, scores)` of one batch, as NumPy arrays."""
         state = self.decoder.initial_decoding_state(**self._decoder_inputs(batch))
         start_ids = ops.full((ops.shape(batch)[0],), self.start_id, "int32")
-        ids, scores = search(self.decoder.decode_step, state, start_ids, self.end_id)
+        step_fn = functools.partial(
+            self.decoder.decode_step, readout_table=self.decoder.readout_table()
+        )
+        ids, scores = search(step_fn, state, start_ids, self.end_id)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
 
 
