@@ -89,6 +89,16 @@ def test_token_models_train_on_integer_targets_out_of_the_box(builder):
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
 
 
+def test_compiling_with_metrics_none_drops_the_default_accuracy():
+    # The constructor compiles with the defaults; Keras alone would keep
+    # their metrics when a later compile passes none.
+    model = _token_model("seq2seq", teacher_force=True)
+    model.compile(optimizer="adam", metrics=None)
+    ids, _ = _padded_batch()
+    history = model.fit(ids, _targets(), epochs=1, verbose=0)
+    assert set(history.history) == {"loss"}
+
+
 @pytest.mark.parametrize("builder", sorted(BUILDERS))
 def test_padded_targets_count_in_neither_loss_nor_accuracy(builder):
     model = _token_model(builder)

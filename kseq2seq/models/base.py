@@ -77,6 +77,9 @@ class Seq2SeqModel(Inference, keras.Model):
             loss = "sparse_categorical_crossentropy" if tokens else "mse"
         if metrics == "auto":
             metrics = ["sparse_categorical_accuracy"] if tokens else None
+        # Keras keeps an earlier `compile`'s metrics when given none, and the
+        # constructor has compiled with the defaults: `metrics=None` clears.
+        self._compile_metrics = None
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):
