@@ -2,6 +2,8 @@
 
 import keras
 
+from kseq2seq import ops as kernels
+
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
 class StateBridge(keras.layers.Layer):
@@ -88,7 +90,7 @@ class StateBridge(keras.layers.Layer):
         return [
             None
             if layer_states is None
-            else [next(projections)(state) for state in layer_states]
+            else [kernels.dense(next(projections), state) for state in layer_states]
             for layer_states in aligned
         ]
 
