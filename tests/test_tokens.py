@@ -582,3 +582,43 @@ def test_a_step_with_the_readout_table_equals_one_without(builder):
         atol=1e-6,
     )
     assert _token_model("simple").decoder.readout_table() is None  # no feedback
+
+
+@pytest.mark.parametrize("builder", ["seq2seq", "attention"])
+def test_running_free_on_the_readout_table_equals_projecting_each_readout(
+    builder, monkeypatch
+):
+    """A free-running token decoder looks its readouts up in the readout
+    table when that costs less; its outputs and gradients are those of
+    embedding and projecting every readout."""
+    model = _token_model(builder)  # not teacher-forced: training runs free too
+    x, _ = _padded_batch()
+    y = _targets()
+    decoder = model.decoder
+    assert decoder.readout_table_pays(len(x) * 5)  # 9 ids, 15 lookups
+    tables = []
+    make_table = decoder.readout_table
+    monkeypatch.setattr(
+        decoder, "readout_table", lambda: tables.append(1) or make_table()
+    )
+
+    def run():
+        predicted = model.predict(x, verbose=0)
+        probabilities = model(x, training=True)
+        loss = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        )
+        weights = [w.value for w in model.trainable_weights]
+        gradients = torch.autograd.grad(loss, weights, allow_unused=True)
+        return predicted, [g if g is None else g.numpy() for g in gradients]
+
+    looked_up, looked_up_gradients = run()
+    assert len(tables) == 2  # once per sequence batch: predict, then training
+    monkeypatch.setattr(decoder, "readout_table_pays", lambda lookups: False)
+    projected, projected_gradients = run()
+    assert len(tables) == 2
+    np.testing.assert_allclose(looked_up, projected, atol=1e-6)
+    for table_gradient, gradient in zip(looked_up_gradients, projected_gradients):
+        assert (table_gradient is None) == (gradient is None)
+        if gradient is not None:
+            np.testing.assert_allclose(table_gradient, gradient, atol=1e-6)

@@ -9,10 +9,11 @@ from kseq2seq.layers.cells import check_cell
 from kseq2seq.layers.cells import dropout_mask
 from kseq2seq.layers.cells import make_cell
 from kseq2seq.layers.decoder_step import DecoderStep
+from kseq2seq.layers.feeds import ReadoutFeeds
 
 
 @keras.saving.register_keras_serializable(package="kseq2seq")
-class RecurrentDecoder(DecoderStep, keras.layers.Layer):
+class RecurrentDecoder(DecoderStep, ReadoutFeeds, keras.layers.Layer):
     """Stacked recurrent decoder: context in, `output_length` steps out.
 
     At every step the bottom layer reads the concatenation of up to three
@@ -233,71 +234,25 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
             for width in widths
         ]
 
-    def _own_readout(self, logits, outputs, penalty):
-        """What a free-running step feeds back: the most probable emittable
-        token's embedding, or the output vector itself."""
-        if self.tokens:
-            return kernels.embed(self.embedding, ops.argmax(logits + penalty, axis=-1))
-        return self._compute(outputs)
-
-    def _feed(self, context, ground_truth, masks):
-        """How the step loop gets each step's readout.
-
-        Returns `feed(t, own_readout) -> projected readout` (or `None`
-        without feedback), where `own_readout` is what the previous step
-        would feed back, and whether the feed needs it.
-        """
-        if not self.feedback:
-            return (lambda t, own: None), False
-        bottom_mask = None if masks is None else masks[0]
-        if ground_truth is None:
-            start = self.start_readout(context)
-
-            def free(t, own):
-                readout = start if t == 0 else own
-                return self._project_part("readout", readout, bottom_mask)
-
-            return free, True
-        truth = self._true_readouts(context, ground_truth)
-        if self.sampling_probability == 0:
-            # Known in advance: projected for all steps at once, and
-            # unstacked once (per-step indexing costs a full-size buffer per
-            # step in the backward pass).
-            readout_mask = None if bottom_mask is None else bottom_mask[:, None, :]
-            projected = ops.unstack(
-                self._project_part("readout", truth, readout_mask), axis=1
-            )
-            return (lambda t, own: projected[t]), False
-        truth = ops.unstack(truth, axis=1)
-        shape = (ops.shape(context)[0], 1)
-
-        def sampled(t, own):
-            readout = truth[t]
-            if t > 0:
-                coins = keras.random.uniform(shape, seed=self.seed_generator)
-                readout = ops.where(coins < self.sampling_probability, own, readout)
-            return self._project_part("readout", readout, bottom_mask)
-
-        return sampled, True
-
-    def _step_loop(self, state, steps, feed, needs_own, masks=None):
-        """The one step loop. Returns the outputs `(batch, steps, output_dim)`
-        and the attention weights `(batch, steps, time)` (or `None`)."""
+    def _step_loop(self, state, steps, feed, own_readout, masks=None):
+        """The one step loop, over a feed from `_feed`. Returns the outputs
+        `(batch, steps, output_dim)` and the attention weights
+        `(batch, steps, time)` (or `None`)."""
         tops, outputs, weights = [], [], []
         own, penalty = None, None
         for t in range(steps):
             top, state, step_weights = self._step(feed(t, own), state, masks)
             weights.append(step_weights)
-            if not needs_own:
+            if own_readout is None:
                 tops.append(top)
                 continue
             logits = self._head(top)
             output = ops.softmax(logits, axis=-1) if self.tokens else logits
             if penalty is None and self.tokens:
                 penalty = self.never_emitted_penalty(logits)
-            own = self._own_readout(logits, output, penalty)
+            own = own_readout(logits, output, penalty)
             outputs.append(output)
-        if needs_own:
+        if own_readout is not None:
             result = ops.stack(outputs, axis=1)
         else:
             # The head runs once over every step.
@@ -334,9 +289,9 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
         state = self.initial_decoding_state(
             context, initial_state, memory, memory_mask, masks
         )
-        feed, needs_own = self._feed(context, ground_truth, masks)
+        feed, own_readout = self._feed(context, ground_truth, masks)
         outputs, weights = self._step_loop(
-            state, self.output_length, feed, needs_own, masks
+            state, self.output_length, feed, own_readout, masks
         )
         return (outputs, weights) if return_attention_weights else outputs
 
@@ -354,9 +309,9 @@ class RecurrentDecoder(DecoderStep, keras.layers.Layer):
             state = self.initial_decoding_state(
                 context, initial_state, memory, memory_mask
             )
-            feed, needs_own = self._feed(context, None, None)
+            feed, own_readout = self._feed(context, None, None)
             outputs, _ = self._step_loop(
-                state, steps or self.output_length, feed, needs_own
+                state, steps or self.output_length, feed, own_readout
             )
             return outputs
 

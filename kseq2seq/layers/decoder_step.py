@@ -114,16 +114,20 @@ class DecoderStep:
         the padding or the start id some probability, but no sequence
         contains them. `like` gives the dtype and device.
         """
-        return torch.as_tensor(
-            self._never_emitted_penalty, dtype=like.dtype, device=like.device
-        )
+        key = (like.dtype, like.device)
+        if key not in self._never_emitted_penalties:
+            penalty = np.zeros((self.output_dim,), "float32")
+            penalty[self.never_emitted_ids] = NEVER_LOG_PROB
+            self._never_emitted_penalties[key] = torch.as_tensor(
+                penalty, dtype=like.dtype, device=like.device
+            )
+        return self._never_emitted_penalties[key]
 
     @functools.cached_property
-    def _never_emitted_penalty(self):
-        # Made once: decoding loops add it at every step.
-        penalty = np.zeros((self.output_dim,), "float32")
-        penalty[self.never_emitted_ids] = NEVER_LOG_PROB
-        return penalty
+    def _never_emitted_penalties(self):
+        # Made once per dtype and device: decoding loops add it at every
+        # step. (A cached property: Keras does not track the dict.)
+        return {}
 
     def initial_decoding_state(
         self, context, initial_state=None, memory=None, memory_mask=None, masks=None
@@ -219,6 +223,11 @@ class DecoderStep:
         with self._autocast():
             ids = ops.arange(self.output_dim, dtype="int32")
             return self._project_part("readout", kernels.embed(self.embedding, ids))
+
+    def readout_table_pays(self, lookups):
+        """Whether `readout_table` costs less than projecting `lookups`
+        readouts one at a time: it projects `output_dim` embeddings, once."""
+        return self.tokens and self.feedback and self.output_dim <= lookups
 
     def decode_step(self, previous, state, readout_table=None):
         """One inference step: the step function of `kseq2seq.decoding`.

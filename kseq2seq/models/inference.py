@@ -161,18 +161,28 @@ class Inference:
             sample=dict(temperature=temperature, top_k=top_k, top_p=top_p),
             seed=_validate.integer("seed", seed, 0, 2**31 - 1, allow_none=True),
         )
+        rows_per_input = 1
+        if method == "beam":
+            rows_per_input = _validate.positive_int("beam_width", beam_width)
         results = [
-            self._search_tokens(batch, search) for batch in self._batches(x, batch_size)
+            self._search_tokens(batch, search, max_length * rows_per_input)
+            for batch in self._batches(x, batch_size)
         ]
         return tuple(np.concatenate(parts, axis=0) for parts in zip(*results))
 
-    def _search_tokens(self, batch, search):
-        """`(ids, scores)` of one batch, as NumPy arrays."""
-        state = self.decoder.initial_decoding_state(**self._decoder_inputs(batch))
+    def _search_tokens(self, batch, search, lookups_per_input):
+        """`(ids, scores)` of one batch, as NumPy arrays.
+
+        `lookups_per_input`: the readouts the search looks up per input (its
+        steps times the hypotheses it keeps), which decides whether the
+        readout table pays.
+        """
+        decoder = self.decoder
+        state = decoder.initial_decoding_state(**self._decoder_inputs(batch))
         start_ids = ops.full((ops.shape(batch)[0],), self.start_id, "int32")
-        step_fn = functools.partial(
-            self.decoder.decode_step, readout_table=self.decoder.readout_table()
-        )
+        lookups = ops.shape(batch)[0] * lookups_per_input
+        table = decoder.readout_table() if decoder.readout_table_pays(lookups) else None
+        step_fn = functools.partial(decoder.decode_step, readout_table=table)
         ids, scores = search(step_fn, state, start_ids, self.end_id)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
 
