@@ -5,6 +5,8 @@ gradients for every weight, so the fast path never changes what a model
 computes.
 """
 
+import contextlib
+
 import cases
 import keras
 import numpy as np
@@ -243,3 +245,51 @@ def test_fast_and_generic_kernels_decode_alike(case, method):
         slow_ids, slow_scores = model.generate(x, method, beam_width=3)
     np.testing.assert_array_equal(fast_ids, slow_ids)
     np.testing.assert_allclose(fast_scores, slow_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
+def test_weights_read_once_reads_each_variable_once_per_autocast_dtype(dtype):
+    dense = keras.layers.Dense(3, dtype=dtype)
+    dense.build((2, 4))
+    inputs = torch.ones((2, 4), dtype=getattr(torch, dense.compute_dtype))
+    reads = []
+    variable_type = type(dense.kernel)
+    value = variable_type.value
+
+    def counted(variable):
+        reads.append(variable.path)
+        return value.fget(variable)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(variable_type, "value", property(counted))
+        with kernels.weights_read_once(), AutocastScope(dense.compute_dtype):
+            first = torch_kernels.dense(dense, inputs)
+            again = torch_kernels.dense(dense, inputs)
+            with AutocastScope(None):  # another dtype, another read
+                float32_kernel = torch_kernels._tensor(dense.kernel)
+        assert len(reads) == 3  # kernel and bias once, then the float32 kernel
+        with AutocastScope(dense.compute_dtype):
+            torch_kernels.dense(dense, inputs)  # outside the block: read again
+        assert len(reads) == 5
+    np.testing.assert_array_equal(first.detach().float(), again.detach().float())
+    assert float32_kernel.dtype == torch.float32
+    dense.kernel.assign(np.zeros((4, 3)))  # a new block reads the new values
+    with kernels.weights_read_once(), AutocastScope(dense.compute_dtype):
+        zeroed = torch_kernels.dense(dense, inputs)
+    np.testing.assert_allclose(
+        zeroed.detach().float(), dense.call(inputs).detach().float(), atol=1e-3
+    )
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
+def test_decoding_reading_weights_once_equals_reading_them_every_step(
+    method, monkeypatch
+):
+    builder, options = CASES["tokens_attention_sampling"]
+    model = builder(**options)
+    x, _ = _inputs(options, masked=True)
+    once = model.generate(x, method, beam_width=3, seed=1)
+    monkeypatch.setattr(kernels, "weights_read_once", contextlib.nullcontext)
+    every_step = model.generate(x, method, beam_width=3, seed=1)
+    np.testing.assert_array_equal(once[0], every_step[0])
+    np.testing.assert_allclose(once[1], every_step[1], atol=1e-6)

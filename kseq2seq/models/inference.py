@@ -8,6 +8,7 @@ from keras import ops
 
 from kseq2seq import _validate
 from kseq2seq import decoding
+from kseq2seq import ops as kernels
 
 
 class Inference:
@@ -183,7 +184,8 @@ class Inference:
         lookups = ops.shape(batch)[0] * lookups_per_input
         table = decoder.readout_table() if decoder.readout_table_pays(lookups) else None
         step_fn = functools.partial(decoder.decode_step, readout_table=table)
-        ids, scores = search(step_fn, state, start_ids, self.end_id)
+        with kernels.weights_read_once():
+            ids, scores = search(step_fn, state, start_ids, self.end_id)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
 
 

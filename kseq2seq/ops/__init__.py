@@ -16,7 +16,10 @@ This is the one interface between the layers and the math:
 - `dense(layer, inputs)` and `embed(layer, ids)` compute a built
   `keras.layers.Dense` or `Embedding` layer inside the step loops, where
   Keras' per-operation dispatch would cost more than the math at small
-  batches.
+  batches;
+- `weights_read_once()` is a block in which the PyTorch kernels read each
+  weight once, for decoding searches, which read every weight at every
+  step and assign none.
 
 Two implementations give the same results: `generic` with `keras.ops`, and
 `torch_kernels`, which calls PyTorch directly and fuses whole layers into
@@ -74,6 +77,12 @@ def kernel_for(cell):
         kernel = torch_kernels.kernel_for(cell) if fast else generic.kernel_for(cell)
         per_path[fast] = kernel
     return kernel
+
+
+def weights_read_once():
+    """A `with` block in which the PyTorch kernels read each variable once;
+    see `torch_kernels.weights_read_once`."""
+    return torch_kernels.weights_read_once()
 
 
 def dense(layer, inputs):

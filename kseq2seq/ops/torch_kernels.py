@@ -13,8 +13,12 @@ Only cells with their standard activations (tanh, sigmoid) and biases take
 this path; anything else is left to the `keras.ops` implementation.
 """
 
+import contextlib
+import threading
+
 import keras
 import torch
+from keras.src.backend import get_autocast_scope
 
 from kseq2seq.ops import generic
 
@@ -22,8 +26,43 @@ _TANH = keras.activations.get("tanh")
 _SIGMOID = keras.activations.get("sigmoid")
 
 
+# Inside `weights_read_once()`: the values read so far, by variable and
+# autocast dtype, for the current thread.
+_reads = threading.local()
+
+
+@contextlib.contextmanager
+def weights_read_once():
+    """Reads each Keras variable's value once inside the block.
+
+    A decoding search reads every weight at every step, and a Keras
+    variable's `value` costs a few microseconds of scope checks per read,
+    the time of a small step's arithmetic. Only for blocks in which no
+    weight is assigned: the values kept are those first read.
+    """
+    if getattr(_reads, "values", None) is not None:
+        yield  # nested: the outer block keeps its values
+        return
+    _reads.values = {}
+    try:
+        yield
+    finally:
+        _reads.values = None
+
+
 def _tensor(variable):
-    return variable.value if hasattr(variable, "value") else variable
+    # Not `hasattr(variable, "value")`, which would read the value.
+    if not isinstance(variable, keras.Variable):
+        return variable
+    values = getattr(_reads, "values", None)
+    if values is None:
+        return variable.value
+    scope = get_autocast_scope()
+    key = (id(variable), None if scope is None else scope.dtype)
+    value = values.get(key)
+    if value is None:
+        value = values[key] = variable.value
+    return value
 
 
 def dense(layer, inputs):
