@@ -5,6 +5,7 @@ gradients for every weight, so the fast path never changes what a model
 computes.
 """
 
+import collections
 import contextlib
 
 import cases
@@ -293,3 +294,50 @@ def test_decoding_reading_weights_once_equals_reading_them_every_step(
     every_step = model.generate(x, method, beam_width=3, seed=1)
     np.testing.assert_array_equal(once[0], every_step[0])
     np.testing.assert_allclose(once[1], every_step[1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "builder, options",
+    [
+        cases.vector("attention_deep_teacher_forced"),
+        cases.tokens("attention_deep_teacher_forced"),
+        cases.tokens("seq2seq_deep_teacher_forced"),  # a shared-state loop
+    ],
+)
+def test_a_forward_pass_reads_each_weight_once_and_computes_alike(
+    builder, options, monkeypatch
+):
+    """The step loops of a training forward pass read every weight at every
+    step; inside the model's `call` the kernels read each once, and the
+    outputs and gradients are those of reading it every time."""
+    model = builder(**options)
+    x, y = _inputs(options, masked=True)
+    variable_type = type(model.weights[0])
+    value = variable_type.value
+
+    def forward():
+        reads = collections.Counter()
+
+        def counted(variable):
+            reads[variable.path] += 1
+            return value.fget(variable)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(variable_type, "value", property(counted))
+            outputs = model([x, y], training=True)
+        loss = keras.ops.sum(outputs**2)
+        weights = [w.value for w in model.trainable_weights]
+        gradients = torch.autograd.grad(loss, weights, allow_unused=True)
+        gradients = [g if g is None else g.numpy() for g in gradients]
+        return outputs.detach().numpy(), gradients, reads
+
+    outputs, gradients, reads = forward()
+    assert max(reads.values()) == 1, reads.most_common(3)
+    monkeypatch.setattr(kernels, "weights_read_once", contextlib.nullcontext)
+    every_time, every_time_gradients, reads = forward()
+    assert max(reads.values()) > 1  # the step loop reads at every step
+    np.testing.assert_allclose(outputs, every_time, atol=1e-6)
+    for once_gradient, gradient in zip(gradients, every_time_gradients):
+        assert (once_gradient is None) == (gradient is None)
+        if gradient is not None:
+            np.testing.assert_allclose(once_gradient, gradient, atol=1e-6)

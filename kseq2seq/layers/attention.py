@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kseq2seq import _validate
+from kseq2seq import ops as kernels
 
 # Added to the scores of padded positions: large enough that their softmax
 # weight underflows to exactly zero in float32.
@@ -110,8 +111,9 @@ class BahdanauAttention(_Attention):
         return ops.matmul(memory, self.key_kernel) + self.bias
 
     def score(self, query, keys):
-        hidden = ops.tanh(keys + ops.matmul(query, self.query_kernel)[:, None, :])
-        return ops.sum(hidden * self.score_vector, axis=-1)
+        query_kernel = kernels.weight(self.query_kernel)
+        hidden = ops.tanh(keys + ops.matmul(query, query_kernel)[:, None, :])
+        return ops.sum(hidden * kernels.weight(self.score_vector), axis=-1)
 
     def get_config(self):
         config = super().get_config()

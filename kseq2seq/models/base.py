@@ -184,11 +184,13 @@ class Seq2SeqModel(Inference, keras.Model):
             self._checks.target("y", ground_truth)
             if not self.token_outputs:
                 ground_truth = ops.cast(ground_truth, self.compute_dtype)
-        return self.decoder.call(
-            **self._decoder_inputs(x, mask, training),
-            ground_truth=ground_truth,
-            training=training,
-        )
+        # A forward pass assigns no weight: the kernels read each once.
+        with kernels.weights_read_once():
+            return self.decoder.call(
+                **self._decoder_inputs(x, mask, training),
+                ground_truth=ground_truth,
+                training=training,
+            )
 
     def compute_mask(self, inputs, mask=None):
         return None

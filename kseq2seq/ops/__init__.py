@@ -17,9 +17,10 @@ This is the one interface between the layers and the math:
   `keras.layers.Dense` or `Embedding` layer inside the step loops, where
   Keras' per-operation dispatch would cost more than the math at small
   batches;
-- `weights_read_once()` is a block in which the PyTorch kernels read each
-  weight once, for decoding searches, which read every weight at every
-  step and assign none.
+- `weight(variable)` reads a weight as the kernels do, and
+  `weights_read_once()` is a block in which the PyTorch kernels read each
+  weight once, for a forward pass or a decoding search, whose step loops
+  read every weight at every step and assign none.
 
 Two implementations give the same results: `generic` with `keras.ops`, and
 `torch_kernels`, which calls PyTorch directly and fuses whole layers into
@@ -70,13 +71,23 @@ _kernels = weakref.WeakKeyDictionary()
 
 def kernel_for(cell):
     """Returns the `RecurrentKernel` that computes `cell`'s math."""
-    fast = _fast_kernels and torch_kernels.supports(cell)
-    per_path = _kernels.setdefault(cell, {})
+    per_path = _kernels.get(cell)
+    if per_path is None:
+        per_path = _kernels[cell] = {"supported": torch_kernels.supports(cell)}
+    fast = _fast_kernels and per_path["supported"]
     kernel = per_path.get(fast)
     if kernel is None:
         kernel = torch_kernels.kernel_for(cell) if fast else generic.kernel_for(cell)
         per_path[fast] = kernel
     return kernel
+
+
+def weight(variable):
+    """A Keras variable's value, as the kernels read it: once per
+    `weights_read_once()` block on the PyTorch path."""
+    if _fast_kernels:
+        return torch_kernels._tensor(variable)
+    return variable
 
 
 def weights_read_once():

@@ -38,10 +38,14 @@ def weights_read_once():
     A decoding search reads every weight at every step, and a Keras
     variable's `value` costs a few microseconds of scope checks per read,
     the time of a small step's arithmetic. Only for blocks in which no
-    weight is assigned: the values kept are those first read.
+    weight is assigned: the values kept are those first read. Compiled and
+    exported code reads as usual: the compiler sees no Python overhead.
     """
-    if getattr(_reads, "values", None) is not None:
-        yield  # nested: the outer block keeps its values
+    if (
+        getattr(_reads, "values", None) is not None  # the outer block's values
+        or torch.compiler.is_compiling()
+    ):
+        yield
         return
     _reads.values = {}
     try:
