@@ -178,8 +178,9 @@ def markdown(report):
             f"{describe(env)} Batch {BATCH}, lengths {LENGTH}. Every cell is the "
             f"median (minimum) of {settings['repeats']} interleaved repeats. Load "
             f"average (1, 5, 15 min) at start {load(env['load_average_at_start'])}, "
-            f"at end {load(env['load_average_at_end'])}: other processes running "
-            "meanwhile skew the timings."
+            f"at end {load(env['load_average_at_end'])}. The benchmark keeps its "
+            "threads busy, which raises the load it ends with; a load above 1 at "
+            "the start means other processes were running, which skews the timings."
         ),
         f"## Training: seconds per epoch of {settings['epoch_batches']} batches",
         metric_table(results, "train_epoch_s", 1, 3),
