@@ -622,3 +622,15 @@ def test_running_free_on_the_readout_table_equals_projecting_each_readout(
         assert (table_gradient is None) == (gradient is None)
         if gradient is not None:
             np.testing.assert_allclose(table_gradient, gradient, atol=1e-6)
+
+
+def test_token_embeddings_start_from_a_standard_normal():
+    """As PyTorch's `nn.Embedding`: Keras' default (uniform in +-0.05) feeds
+    the recurrent layers inputs so small that a G2P model lost most of its
+    first epoch (`benchmarks/g2p_race.py`)."""
+    model = _token_model(
+        "attention", input_vocab_size=400, output_vocab_size=400, embedding_dim=16
+    )
+    for layer in (model.input_embedding, model.decoder.embedding):
+        values = keras.ops.convert_to_numpy(layer.embeddings)
+        assert abs(values.std() - 1) < 0.05 and abs(values.mean()) < 0.05

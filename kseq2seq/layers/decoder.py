@@ -9,6 +9,7 @@ from kseq2seq.layers.cells import check_cell
 from kseq2seq.layers.cells import dropout_mask
 from kseq2seq.layers.cells import make_cell
 from kseq2seq.layers.decoder_step import DecoderStep
+from kseq2seq.layers.embedding import token_embedding
 from kseq2seq.layers.feeds import ReadoutFeeds
 
 
@@ -190,7 +191,7 @@ class RecurrentDecoder(DecoderStep, ReadoutFeeds, keras.layers.Layer):
         self.embedding = None
         self.start_projection = None
         if self.tokens and self.feedback:
-            self.embedding = keras.layers.Embedding(
+            self.embedding = token_embedding(
                 self.output_dim, self.embedding_dim, name="embedding", dtype=policy
             )
         elif self.feedback:

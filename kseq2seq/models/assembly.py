@@ -4,6 +4,7 @@ import keras
 
 from kseq2seq.layers.bridge import StateBridge
 from kseq2seq.layers.decoder import RecurrentDecoder
+from kseq2seq.layers.embedding import token_embedding
 from kseq2seq.layers.encoder import RecurrentEncoder
 
 
@@ -21,15 +22,15 @@ def make_layers(spec, policy):
         )
     input_embedding = None
     if spec.token_inputs:
-        initializer = "uniform"
+        initializer = None
         if spec.input_embeddings is not None:
             initializer = keras.initializers.Constant(spec.input_embeddings)
-        input_embedding = keras.layers.Embedding(
+        input_embedding = token_embedding(
             spec.input_vocab_size,
             spec.embedding_dim,
-            embeddings_initializer=initializer,
             name="input_embedding",
             dtype=policy,
+            initializer=initializer,
         )
     encoder = RecurrentEncoder(
         spec.hidden_dim,
