@@ -10,6 +10,7 @@ from keras.src.backend import AutocastScope
 
 from kseq2seq import ops as kernels
 from kseq2seq.layers.cells import state_size
+from kseq2seq.ops import torch_kernels
 
 # log(0): a never-emitted id can be neither chosen by an argmax nor drawn
 # by sampling, at any temperature. Searches only add it to scores and
@@ -115,13 +116,14 @@ class DecoderStep:
         contains them. `like` gives the dtype and device.
         """
         key = (like.dtype, like.device)
-        if key not in self._never_emitted_penalties:
-            penalty = np.zeros((self.output_dim,), "float32")
-            penalty[self.never_emitted_ids] = NEVER_LOG_PROB
-            self._never_emitted_penalties[key] = torch.as_tensor(
-                penalty, dtype=like.dtype, device=like.device
-            )
-        return self._never_emitted_penalties[key]
+        penalty = self._never_emitted_penalties.get(key)
+        if penalty is None:
+            values = np.zeros((self.output_dim,), "float32")
+            values[self.never_emitted_ids] = NEVER_LOG_PROB
+            penalty = torch.as_tensor(values, dtype=like.dtype, device=like.device)
+            if torch_kernels.keepable(penalty):
+                self._never_emitted_penalties[key] = penalty
+        return penalty
 
     @functools.cached_property
     def _never_emitted_penalties(self):

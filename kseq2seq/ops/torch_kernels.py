@@ -124,14 +124,21 @@ def _zeros_like(bias):
     if zeros is not None:
         return zeros
     zeros = torch.zeros(key[0], dtype=bias.dtype, device=bias.device)
-    if (
-        type(zeros) is torch.Tensor
+    if keepable(zeros):
+        _zeros[key] = zeros
+    return zeros
+
+
+def keepable(tensor):
+    """Whether a constant tensor just made may be kept for later calls: not
+    one made in inference mode, while compiling, tracing or exporting, or
+    under a tensor subclass mode (fake tensors), which must not leak out."""
+    return (
+        type(tensor) is torch.Tensor
         and not torch.is_inference_mode_enabled()
         and not torch.compiler.is_compiling()
         and not _exporting()
-    ):
-        _zeros[key] = zeros
-    return zeros
+    )
 
 
 class _TorchProjection:
